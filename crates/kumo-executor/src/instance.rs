@@ -1,0 +1,298 @@
+//! One running runner: start it, load the code, call it, capture its output.
+
+use std::io;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use kumo_runtimes::protocol::{
+    self, Invoke, InvokeContext, Load, ProtocolError, RunnerError, RunnerMessage,
+};
+use serde_json::value::RawValue;
+use tokio::net::unix::pipe::Receiver;
+
+use crate::logs::LogCapture;
+use crate::{DeploymentSpec, ExecutorConfig};
+
+/// How a call on an instance ended, before it becomes a run record.
+pub(crate) enum CallEnd {
+    /// The runner answered; the instance may be reused.
+    Answered(Result<Option<Box<RawValue>>, RunnerError>),
+    /// The deadline passed; the instance must be killed.
+    TimedOut,
+    /// The runner died or broke the protocol; the instance is gone.
+    Crashed(String),
+}
+
+pub(crate) struct Instance {
+    handle: kumo_sandbox::Handle,
+    channel: tokio::net::UnixStream,
+    stdout: Option<Receiver>,
+    stderr: Option<Receiver>,
+    frame: Vec<u8>,
+    pub(crate) last_used: Instant,
+}
+
+/// Why an instance could not be made ready.
+pub(crate) enum StartError {
+    /// The sandbox could not start the process (a platform problem).
+    Spawn(String),
+    /// The user's code failed to load, or the runner misbehaved.
+    Load(CallEnd),
+}
+
+impl Instance {
+    /// Starts a runner for `spec` and loads the code. Output written while
+    /// loading goes to `logs` (it belongs to the first call).
+    pub(crate) async fn start(
+        spec: &DeploymentSpec,
+        config: &ExecutorConfig,
+        logs: &mut LogCapture,
+    ) -> Result<Instance, StartError> {
+        let (program, args) = config.toolchain.runner_command(spec.runtime);
+        let mut env: Vec<(std::ffi::OsString, std::ffi::OsString)> = vec![
+            ("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()),
+            ("LANG".into(), "C.UTF-8".into()),
+            ("HOME".into(), "/tmp".into()),
+            ("KUMO_FUNCTION".into(), spec.function_name.clone().into()),
+            ("KUMO_VERSION".into(), spec.version.to_string().into()),
+            ("KUMO_MEMORY_MB".into(), spec.memory_mb.to_string().into()),
+        ];
+        env.extend(spec.env.iter().map(|(k, v)| (k.into(), v.into())));
+        let sandbox_spec = kumo_sandbox::Spec {
+            program,
+            args,
+            env,
+            cwd: spec.code_dir.clone(),
+            limits: kumo_sandbox::Limits {
+                open_files: config.open_files,
+                file_size_bytes: config.file_size_bytes,
+            },
+        };
+        let process =
+            kumo_sandbox::spawn(&sandbox_spec).map_err(|e| StartError::Spawn(e.to_string()))?;
+        let mut instance = Instance {
+            handle: process.handle,
+            channel: process.channel,
+            stdout: Some(process.stdout),
+            stderr: Some(process.stderr),
+            frame: Vec::with_capacity(4096),
+            last_used: Instant::now(),
+        };
+
+        let deadline = Instant::now() + config.start_timeout.max(spec.timeout);
+        match instance.exchange(None, logs, deadline).await {
+            Ok(RunnerMessage::Hello { protocol, .. }) if protocol == protocol::PROTOCOL_VERSION => {
+            }
+            Ok(RunnerMessage::Hello { protocol, .. }) => {
+                return Err(instance.fail(format!(
+                    "the runner speaks protocol {protocol}, this host speaks {}",
+                    protocol::PROTOCOL_VERSION
+                )));
+            }
+            Ok(_) => return Err(instance.fail("the runner did not start with 'hello'".into())),
+            Err(end) => return Err(StartError::Load(instance.finish_failed(end, logs).await)),
+        }
+
+        let code_dir = spec.code_dir.to_string_lossy();
+        let load = protocol::encode(&Load::new(&code_dir, &spec.entrypoint, &spec.handler));
+        match instance.exchange(Some(&load), logs, deadline).await {
+            Ok(RunnerMessage::Loaded) => Ok(instance),
+            Ok(RunnerMessage::LoadError(error)) => {
+                instance.drain(logs);
+                instance.handle.kill();
+                Err(StartError::Load(CallEnd::Answered(Err(error))))
+            }
+            Ok(_) => Err(instance.fail("the runner answered 'load' with something else".into())),
+            Err(end) => Err(StartError::Load(instance.finish_failed(end, logs).await)),
+        }
+    }
+
+    fn fail(&mut self, why: String) -> StartError {
+        self.handle.kill();
+        StartError::Load(CallEnd::Crashed(why))
+    }
+
+    /// Calls the handler once. After anything but an answer the instance
+    /// has been killed and must be dropped.
+    pub(crate) async fn call(
+        &mut self,
+        spec: &DeploymentSpec,
+        run_id: &str,
+        event: &RawValue,
+        deadline: Instant,
+        logs: &mut LogCapture,
+    ) -> CallEnd {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let deadline_ms = (SystemTime::now() + remaining)
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or_default();
+        let context = InvokeContext {
+            function_name: &spec.function_name,
+            version: spec.version,
+            memory_limit_mb: spec.memory_mb,
+            deadline_ms,
+        };
+        let frame = protocol::encode(&Invoke::new(run_id, event, context));
+        let end = match self.exchange(Some(&frame), logs, deadline).await {
+            Ok(RunnerMessage::Result { id, outcome }) if id == run_id => {
+                self.drain(logs);
+                self.last_used = Instant::now();
+                return CallEnd::Answered(outcome);
+            }
+            Ok(_) => Exchange::Protocol(ProtocolError::Malformed(
+                "the runner answered 'invoke' with something else".into(),
+            )),
+            Err(end) => end,
+        };
+        self.finish_failed(end, logs).await
+    }
+
+    /// Kills the instance after a failed exchange and says what happened.
+    async fn finish_failed(&mut self, end: Exchange, logs: &mut LogCapture) -> CallEnd {
+        match end {
+            Exchange::Timeout => {
+                self.handle.kill();
+                self.drain(logs);
+                CallEnd::TimedOut
+            }
+            Exchange::Protocol(ProtocolError::Closed) => {
+                // Give the runner a moment to be reaped, to report how it died.
+                let status = tokio::time::timeout(Duration::from_millis(500), self.handle.wait())
+                    .await
+                    .ok()
+                    .and_then(Result::ok);
+                self.drain(logs);
+                self.handle.kill();
+                CallEnd::Crashed(match status {
+                    Some(status) => describe_exit(status),
+                    None => "the runner closed its channel".into(),
+                })
+            }
+            Exchange::Protocol(e) => {
+                self.handle.kill();
+                self.drain(logs);
+                CallEnd::Crashed(e.to_string())
+            }
+        }
+    }
+
+    /// Sends `send` (if any) and waits for the runner's next message,
+    /// copying whatever it prints into `logs` meanwhile.
+    async fn exchange(
+        &mut self,
+        send: Option<&[u8]>,
+        logs: &mut LogCapture,
+        deadline: Instant,
+    ) -> Result<RunnerMessage, Exchange> {
+        let Instance {
+            channel,
+            stdout,
+            stderr,
+            frame,
+            ..
+        } = self;
+        let work = async {
+            if let Some(bytes) = send {
+                // Keep reading output while writing: a runner that prints
+                // before it reads must not deadlock a large frame.
+                let write = protocol::write_frame(channel, bytes);
+                tokio::pin!(write);
+                loop {
+                    tokio::select! {
+                        r = &mut write => { r?; break; }
+                        r = read_some(stdout), if stdout.is_some() => on_output(r, stdout, logs),
+                        r = read_some(stderr), if stderr.is_some() => on_output(r, stderr, logs),
+                    }
+                }
+            }
+            let read = protocol::read_frame(channel, frame);
+            tokio::pin!(read);
+            loop {
+                tokio::select! {
+                    r = &mut read => { r?; break; }
+                    r = read_some(stdout), if stdout.is_some() => on_output(r, stdout, logs),
+                    r = read_some(stderr), if stderr.is_some() => on_output(r, stderr, logs),
+                }
+            }
+            Ok::<(), ProtocolError>(())
+        };
+        match tokio::time::timeout_at(deadline.into(), work).await {
+            Err(_) => Err(Exchange::Timeout),
+            Ok(Err(e)) => Err(Exchange::Protocol(e)),
+            Ok(Ok(())) => protocol::decode(&self.frame).map_err(Exchange::Protocol),
+        }
+    }
+
+    /// Reads what is already in the output pipes without waiting: the
+    /// runner flushes before it answers, so this completes the call's logs.
+    fn drain(&mut self, logs: &mut LogCapture) {
+        for fd in [&mut self.stdout, &mut self.stderr] {
+            let mut rounds = 0;
+            while let Some(pipe) = fd.as_ref() {
+                rounds += 1;
+                let mut buf = [0u8; 16 * 1024];
+                match nix::unistd::read(pipe, &mut buf) {
+                    Ok(0) => *fd = None,
+                    Ok(n) => logs.push(&buf[..n]),
+                    Err(_) => break,
+                }
+                // A runner's background thread may print without end; stop
+                // once the call's share is well past the cap.
+                if rounds > 64 {
+                    break;
+                }
+            }
+        }
+    }
+
+    pub(crate) fn kill(&mut self) {
+        self.handle.kill();
+    }
+}
+
+enum Exchange {
+    Timeout,
+    Protocol(ProtocolError),
+}
+
+thread_local! {
+    static READ_BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; 16 * 1024]);
+}
+
+/// Waits until a pipe is readable and reads what is there.
+async fn read_some(fd: &Option<Receiver>) -> io::Result<Vec<u8>> {
+    let Some(fd) = fd else {
+        return std::future::pending().await;
+    };
+    loop {
+        fd.readable().await?;
+        let result = READ_BUF.with_borrow_mut(|buf| fd.try_read(buf).map(|n| buf[..n].to_vec()));
+        match result {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            other => return other,
+        }
+    }
+}
+
+fn on_output(read: io::Result<Vec<u8>>, fd: &mut Option<Receiver>, logs: &mut LogCapture) {
+    match read {
+        Ok(bytes) if bytes.is_empty() => *fd = None,
+        Ok(bytes) => logs.push(&bytes),
+        Err(_) => *fd = None,
+    }
+}
+
+fn describe_exit(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    if let Some(signal) = status.signal() {
+        let name = nix::sys::signal::Signal::try_from(signal)
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_else(|_| signal.to_string());
+        format!("the runner was killed by signal {name}")
+    } else {
+        format!(
+            "the runner exited unexpectedly with code {}",
+            status.code().unwrap_or(-1)
+        )
+    }
+}

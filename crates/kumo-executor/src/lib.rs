@@ -1,0 +1,438 @@
+//! Instance pools: start runners, reuse them while warm, cap concurrency,
+//! enforce timeouts, and stop idle ones (scale to zero).
+//!
+//! The executor is handed a [`DeploymentSpec`] and an event and returns an
+//! [`Outcome`]. It knows nothing of HTTP, accounts or storage; instances are
+//! started through `kumo-sandbox`. Each spec (one deployment with one set of
+//! settings) has its own pool; an instance is never shared across specs.
+//!
+//! Rules kept here: no lock is held across an `.await`; a warm call spawns
+//! nothing; callers beyond the concurrency limit wait in a bounded queue for
+//! a bounded time, then get [`ExecError::Overloaded`].
+
+mod instance;
+mod logs;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use kumo_runtimes::{Runtime, Toolchain};
+use kumo_types::{RunError, RunStatus};
+use serde_json::value::RawValue;
+use tokio::sync::Semaphore;
+
+use instance::{CallEnd, Instance, StartError};
+use logs::LogCapture;
+
+pub use kumo_runtimes::python::{CheckError, SyntaxIssue};
+
+/// Executor settings; defaults live in the server's config.
+#[derive(Debug, Clone)]
+pub struct ExecutorConfig {
+    pub toolchain: Toolchain,
+    /// How long an idle instance is kept before it is stopped.
+    pub keep_alive: Duration,
+    /// How long a call waits for a free slot before `Overloaded`.
+    pub queue_timeout: Duration,
+    /// How many calls may wait per function.
+    pub max_queue: usize,
+    /// Least time allowed for a runner to start and load its code.
+    pub start_timeout: Duration,
+    /// Log bytes kept per call.
+    pub log_bytes: usize,
+    pub open_files: u64,
+    pub file_size_bytes: u64,
+}
+
+/// Everything needed to run one deployment with one set of settings.
+#[derive(Debug, Clone)]
+pub struct DeploymentSpec {
+    /// Identifies this spec's pool; a different key means new instances.
+    pub key: String,
+    pub function_name: String,
+    pub version: i64,
+    pub runtime: Runtime,
+    /// The deployment's files, read-only.
+    pub code_dir: PathBuf,
+    pub entrypoint: String,
+    pub handler: String,
+    pub timeout: Duration,
+    pub memory_mb: u64,
+    pub concurrency: usize,
+    /// The function's environment variables.
+    pub env: Vec<(String, String)>,
+}
+
+/// How a call ended.
+#[derive(Debug)]
+pub struct Outcome {
+    pub status: RunStatus,
+    /// The handler's return value as raw JSON; `None` for `null`.
+    pub output: Option<Box<RawValue>>,
+    pub error: Option<RunError>,
+    pub logs: String,
+    pub logs_truncated: bool,
+    pub duration: Duration,
+    pub cold_start: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("too many concurrent calls to this function; retry after {retry_after:?}")]
+    Overloaded { retry_after: Duration },
+    #[error("the server is shutting down")]
+    ShuttingDown,
+    #[error("could not start an instance: {0}")]
+    Start(String),
+}
+
+/// Live counts of a pool, for status pages.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolStats {
+    pub idle: usize,
+    pub busy: usize,
+}
+
+/// The instance pools of every function. Cheap to clone.
+#[derive(Clone)]
+pub struct Executor {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: ExecutorConfig,
+    pools: Mutex<HashMap<String, Arc<Pool>>>,
+    shutting_down: AtomicBool,
+    in_flight: AtomicUsize,
+    idle_changed: tokio::sync::Notify,
+}
+
+struct Pool {
+    spec: Arc<DeploymentSpec>,
+    permits: Arc<Semaphore>,
+    idle: Mutex<Vec<Instance>>,
+    busy: AtomicUsize,
+    waiting: AtomicUsize,
+    retired: AtomicBool,
+}
+
+impl Executor {
+    /// Creates the executor and starts its reaper of idle instances.
+    pub fn start(config: ExecutorConfig) -> Executor {
+        let inner = Arc::new(Inner {
+            config,
+            pools: Mutex::new(HashMap::new()),
+            shutting_down: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
+            idle_changed: tokio::sync::Notify::new(),
+        });
+        tokio::spawn(reap(Arc::downgrade(&inner)));
+        Executor { inner }
+    }
+
+    pub fn config(&self) -> &ExecutorConfig {
+        &self.inner.config
+    }
+
+    /// Runs `event` on an instance of `spec`.
+    pub async fn invoke(
+        &self,
+        spec: &Arc<DeploymentSpec>,
+        run_id: &str,
+        event: &RawValue,
+    ) -> Result<Outcome, ExecError> {
+        let inner = &self.inner;
+        if inner.shutting_down.load(Ordering::Acquire) {
+            return Err(ExecError::ShuttingDown);
+        }
+        let pool = inner.pool(spec);
+        let _permit = pool.acquire(&inner.config).await?;
+        inner.in_flight.fetch_add(1, Ordering::AcqRel);
+        let _in_flight = InFlight(inner);
+        let started = Instant::now();
+        let mut logs = LogCapture::new(inner.config.log_bytes);
+
+        let warm = pool.idle.lock().expect("pool lock poisoned").pop();
+        let cold_start = warm.is_none();
+        let mut instance = match warm {
+            Some(instance) => instance,
+            None => match Instance::start(spec, &inner.config, &mut logs).await {
+                Ok(instance) => instance,
+                Err(StartError::Spawn(why)) => return Err(ExecError::Start(why)),
+                Err(StartError::Load(end)) => {
+                    return Ok(outcome(end, logs, started, true, spec.timeout));
+                }
+            },
+        };
+
+        pool.busy.fetch_add(1, Ordering::AcqRel);
+        let deadline = Instant::now() + spec.timeout;
+        let end = instance
+            .call(spec, run_id, event, deadline, &mut logs)
+            .await;
+        pool.busy.fetch_sub(1, Ordering::AcqRel);
+        let reusable = matches!(end, CallEnd::Answered(_));
+        if reusable
+            && !pool.retired.load(Ordering::Acquire)
+            && !inner.shutting_down.load(Ordering::Acquire)
+        {
+            pool.idle.lock().expect("pool lock poisoned").push(instance);
+        } else {
+            instance.kill();
+        }
+        Ok(outcome(end, logs, started, cold_start, spec.timeout))
+    }
+
+    /// Stops the instances of a spec that no longer serves (a new version
+    /// or new settings). Busy instances finish their call first.
+    pub fn retire(&self, key: &str) {
+        let pool = self
+            .inner
+            .pools
+            .lock()
+            .expect("pools lock poisoned")
+            .remove(key);
+        if let Some(pool) = pool {
+            pool.retire();
+        }
+    }
+
+    /// Idle and busy instances of a spec.
+    pub fn stats(&self, key: &str) -> PoolStats {
+        let pools = self.inner.pools.lock().expect("pools lock poisoned");
+        pools.get(key).map(|pool| pool.stats()).unwrap_or_default()
+    }
+
+    /// Total instances running, over every pool.
+    pub fn total_instances(&self) -> usize {
+        let pools = self.inner.pools.lock().expect("pools lock poisoned");
+        pools
+            .values()
+            .map(|p| {
+                let s = p.stats();
+                s.idle + s.busy
+            })
+            .sum()
+    }
+
+    /// Checks a deployment's files before it is accepted.
+    pub async fn check_syntax(
+        &self,
+        runtime: Runtime,
+        files: &[(&str, &str)],
+    ) -> Result<(), CheckError> {
+        match runtime {
+            Runtime::Python => {
+                let tc = &self.inner.config.toolchain;
+                kumo_runtimes::python::check_syntax(&tc.python, &tc.runner_dir, files).await
+            }
+        }
+    }
+
+    /// Refuses new calls, waits up to `grace` for calls in flight, then
+    /// stops every instance.
+    pub async fn shutdown(&self, grace: Duration) {
+        let inner = &self.inner;
+        inner.shutting_down.store(true, Ordering::Release);
+        let deadline = tokio::time::Instant::now() + grace;
+        while inner.in_flight.load(Ordering::Acquire) > 0 {
+            let wait = inner.idle_changed.notified();
+            if inner.in_flight.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, wait).await.is_err() {
+                tracing::warn!(
+                    in_flight = inner.in_flight.load(Ordering::Acquire),
+                    "calls still running at the end of the grace period; stopping them"
+                );
+                break;
+            }
+        }
+        let pools: Vec<_> = inner
+            .pools
+            .lock()
+            .expect("pools lock poisoned")
+            .drain()
+            .map(|(_, p)| p)
+            .collect();
+        for pool in pools {
+            pool.retire();
+        }
+    }
+}
+
+struct InFlight<'a>(&'a Inner);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.0.idle_changed.notify_waiters();
+    }
+}
+
+impl Inner {
+    fn pool(&self, spec: &Arc<DeploymentSpec>) -> Arc<Pool> {
+        let mut pools = self.pools.lock().expect("pools lock poisoned");
+        pools
+            .entry(spec.key.clone())
+            .or_insert_with(|| {
+                Arc::new(Pool {
+                    spec: spec.clone(),
+                    permits: Arc::new(Semaphore::new(spec.concurrency.max(1))),
+                    idle: Mutex::new(Vec::new()),
+                    busy: AtomicUsize::new(0),
+                    waiting: AtomicUsize::new(0),
+                    retired: AtomicBool::new(false),
+                })
+            })
+            .clone()
+    }
+}
+
+impl Pool {
+    async fn acquire(
+        &self,
+        config: &ExecutorConfig,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, ExecError> {
+        if let Ok(permit) = self.permits.clone().try_acquire_owned() {
+            return Ok(permit);
+        }
+        let overloaded = ExecError::Overloaded {
+            retry_after: Duration::from_secs(1),
+        };
+        if self.waiting.fetch_add(1, Ordering::AcqRel) >= config.max_queue {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            return Err(overloaded);
+        }
+        let waited =
+            tokio::time::timeout(config.queue_timeout, self.permits.clone().acquire_owned()).await;
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        match waited {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(overloaded),
+        }
+    }
+
+    fn retire(&self) {
+        self.retired.store(true, Ordering::Release);
+        let idle = std::mem::take(&mut *self.idle.lock().expect("pool lock poisoned"));
+        for mut instance in idle {
+            instance.kill();
+        }
+        tracing::debug!(key = %self.spec.key, "pool retired");
+    }
+
+    fn stats(&self) -> PoolStats {
+        PoolStats {
+            idle: self.idle.lock().expect("pool lock poisoned").len(),
+            busy: self.busy.load(Ordering::Acquire),
+        }
+    }
+}
+
+/// Stops instances idle for longer than the keep-alive, and forgets pools
+/// that have nothing left.
+async fn reap(inner: Weak<Inner>) {
+    let period = match inner.upgrade() {
+        Some(inner) => {
+            (inner.config.keep_alive / 4).clamp(Duration::from_millis(20), Duration::from_secs(1))
+        }
+        None => return,
+    };
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(inner) = inner.upgrade() else { return };
+        let keep_alive = inner.config.keep_alive;
+        let pools: Vec<Arc<Pool>> = inner
+            .pools
+            .lock()
+            .expect("pools lock poisoned")
+            .values()
+            .cloned()
+            .collect();
+        let mut expired = Vec::new();
+        for pool in &pools {
+            let mut idle = pool.idle.lock().expect("pool lock poisoned");
+            let now = Instant::now();
+            let mut i = 0;
+            while i < idle.len() {
+                if now.duration_since(idle[i].last_used) >= keep_alive {
+                    expired.push(idle.swap_remove(i));
+                } else {
+                    i += 1;
+                }
+            }
+        }
+        if !expired.is_empty() {
+            tracing::debug!(stopped = expired.len(), "idle instances stopped");
+        }
+        for mut instance in expired {
+            instance.kill();
+        }
+        // Forget pools with no instances and no callers; they are cheap to
+        // make again.
+        let mut map = inner.pools.lock().expect("pools lock poisoned");
+        map.retain(|_, pool| {
+            Arc::strong_count(pool) > 1
+                || pool.busy.load(Ordering::Acquire) > 0
+                || !pool.idle.lock().expect("pool lock poisoned").is_empty()
+        });
+    }
+}
+
+fn outcome(
+    end: CallEnd,
+    logs: LogCapture,
+    started: Instant,
+    cold_start: bool,
+    timeout: Duration,
+) -> Outcome {
+    let (logs, logs_truncated) = logs.finish();
+    let (status, output, error) = match end {
+        CallEnd::Answered(Ok(output)) => (RunStatus::Succeeded, output, None),
+        CallEnd::Answered(Err(e)) => (
+            RunStatus::Failed,
+            None,
+            Some(RunError {
+                kind: e.kind,
+                message: e.message,
+                traceback: e.traceback,
+            }),
+        ),
+        CallEnd::TimedOut => (
+            RunStatus::TimedOut,
+            None,
+            Some(RunError {
+                kind: "Timeout".into(),
+                message: format!(
+                    "the call did not finish within its timeout of {} ms",
+                    timeout.as_millis()
+                ),
+                traceback: String::new(),
+            }),
+        ),
+        CallEnd::Crashed(why) => (
+            RunStatus::Crashed,
+            None,
+            Some(RunError {
+                kind: "RunnerCrashed".into(),
+                message: why,
+                traceback: String::new(),
+            }),
+        ),
+    };
+    Outcome {
+        status,
+        output,
+        error,
+        logs,
+        logs_truncated,
+        duration: started.elapsed(),
+        cold_start,
+    }
+}

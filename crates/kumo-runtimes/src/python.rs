@@ -1,0 +1,199 @@
+//! The Python runtime: embedded runner and checker, and a fast interpreter.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::io::AsyncWriteExt;
+
+use crate::ToolchainError;
+
+/// The runner, started once per instance.
+pub const RUNNER_SOURCE: &str = include_str!("../../../runners/python/kumo_runner.py");
+/// The deploy-time syntax checker; compiles, never executes.
+pub const CHECK_SOURCE: &str = include_str!("../../../runners/python/kumo_check.py");
+
+pub const RUNNER_FILE: &str = "kumo_runner.py";
+pub const CHECK_FILE: &str = "kumo_check.py";
+
+/// Interpreters tried in order when none is configured. Versioned system
+/// binaries first: a bare `python3` on PATH is often a slow shim.
+const CANDIDATES: &[&str] = &[
+    "/usr/bin/python3.13",
+    "/usr/bin/python3.12",
+    "/usr/bin/python3.11",
+    "/usr/local/bin/python3.13",
+    "/usr/local/bin/python3.12",
+    "/usr/local/bin/python3.11",
+    "/usr/bin/python3",
+];
+
+pub(crate) fn write_sources(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    for (name, source) in [(RUNNER_FILE, RUNNER_SOURCE), (CHECK_FILE, CHECK_SOURCE)] {
+        let path = dir.join(name);
+        let tmp = dir.join(format!(".{name}.tmp"));
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(source.as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+    }
+    Ok(())
+}
+
+pub(crate) fn find_interpreter() -> Result<PathBuf, ToolchainError> {
+    for candidate in CANDIDATES {
+        if let Ok(path) = check_interpreter(Path::new(candidate)) {
+            return Ok(path);
+        }
+    }
+    Err(ToolchainError::NoPython {
+        tried: CANDIDATES.join(", "),
+    })
+}
+
+/// Accepts a real ELF interpreter of Python ≥ 3.9; refuses scripts (shims).
+pub(crate) fn check_interpreter(path: &Path) -> Result<PathBuf, ToolchainError> {
+    let bad = |why: String| ToolchainError::BadPython {
+        path: path.display().to_string(),
+        why,
+    };
+    let real = std::fs::canonicalize(path).map_err(|e| bad(e.to_string()))?;
+    let head = {
+        use std::io::Read;
+        let mut buf = [0u8; 4];
+        let mut file = std::fs::File::open(&real).map_err(|e| bad(e.to_string()))?;
+        file.read_exact(&mut buf).map_err(|e| bad(e.to_string()))?;
+        buf
+    };
+    if head != *b"\x7fELF" {
+        return Err(bad(
+            "not a binary (a shell shim such as pyenv's starts slowly); name the real interpreter"
+                .into(),
+        ));
+    }
+    let out = std::process::Command::new(&real)
+        .args([
+            "-I",
+            "-S",
+            "-c",
+            "import sys; print(sys.version_info[0], sys.version_info[1])",
+        ])
+        .env_clear()
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| bad(e.to_string()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut parts = text
+        .split_whitespace()
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    if !out.status.success() || major != 3 || minor < 9 {
+        return Err(bad(format!(
+            "needs Python 3.9 or newer, found '{}'",
+            text.trim()
+        )));
+    }
+    Ok(real)
+}
+
+/// Where a Python file fails to compile.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct SyntaxIssue {
+    pub file: String,
+    pub line: Option<u64>,
+    pub column: Option<u64>,
+    pub message: String,
+    #[serde(default)]
+    pub text: Option<String>,
+}
+
+impl std::fmt::Display for SyntaxIssue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some(line) = self.line {
+            write!(f, ", line {line}")?;
+        }
+        write!(f, ": {}", self.message)?;
+        if let Some(text) = self
+            .text
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+        {
+            write!(f, ": {text}")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error("{0}")]
+    Syntax(SyntaxIssue),
+    #[error("the syntax check could not run: {0}")]
+    Failed(String),
+}
+
+#[derive(Deserialize)]
+struct CheckReply {
+    ok: bool,
+    #[serde(flatten)]
+    issue: Option<SyntaxIssue>,
+}
+
+/// Compiles every `.py` file of a deployment without running any of it.
+pub async fn check_syntax(
+    interpreter: &Path,
+    runner_dir: &Path,
+    files: &[(&str, &str)],
+) -> Result<(), CheckError> {
+    if !files.iter().any(|(path, _)| path.ends_with(".py")) {
+        return Ok(());
+    }
+    let input = serde_json::json!({
+        "files": files.iter().filter(|(p, _)| p.ends_with(".py")).map(|(p, s)| (p.to_string(), s.to_string())).collect::<std::collections::BTreeMap<_, _>>()
+    });
+    let mut child = tokio::process::Command::new(interpreter)
+        .args(["-I", "-S"])
+        .arg(runner_dir.join(CHECK_FILE))
+        .env_clear()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| CheckError::Failed(e.to_string()))?;
+    let mut stdin = child
+        .stdin
+        .take()
+        .ok_or_else(|| CheckError::Failed("no stdin".into()))?;
+    let body = serde_json::to_vec(&input).map_err(|e| CheckError::Failed(e.to_string()))?;
+    let writer = async move {
+        let _ = stdin.write_all(&body).await;
+        drop(stdin);
+    };
+    let run = async {
+        let (_, out) = tokio::join!(writer, child.wait_with_output());
+        out
+    };
+    let out = tokio::time::timeout(Duration::from_secs(20), run)
+        .await
+        .map_err(|_| CheckError::Failed("timed out after 20 s".into()))?
+        .map_err(|e| CheckError::Failed(e.to_string()))?;
+    let reply: CheckReply = serde_json::from_slice(&out.stdout).map_err(|e| {
+        CheckError::Failed(format!(
+            "unreadable checker output ({e}): {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    })?;
+    match (reply.ok, reply.issue) {
+        (true, _) => Ok(()),
+        (false, Some(issue)) => Err(CheckError::Syntax(issue)),
+        (false, None) => Err(CheckError::Failed(
+            "checker reported an error without details".into(),
+        )),
+    }
+}

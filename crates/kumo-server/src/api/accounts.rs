@@ -1,0 +1,117 @@
+//! Login, the current user, and API tokens.
+
+use axum::extract::{Path, State as AxState};
+use axum::http::StatusCode;
+use kumo_types::{ApiToken, CreateToken, ErrorBody, LoginRequest, Me, Page, TokenResponse};
+
+use super::{Body, Json, parse_json};
+use crate::State;
+use crate::auth::{Authed, hash_token, new_token, token_prefix};
+use crate::error::{ApiError, ApiResult};
+
+/// Exchanges a user name and password for a new API token.
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "accounts", request_body = LoginRequest,
+    responses((status = 200, body = TokenResponse), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub(crate) async fn login(
+    AxState(state): AxState<State>,
+    Json(req): Json<LoginRequest>,
+) -> ApiResult<axum::Json<TokenResponse>> {
+    if req.username.len() > 128 || req.password.len() > 1024 {
+        return Err(ApiError::bad_request("user name or password too long"));
+    }
+    let user = state.auth().login(&req.username, &req.password).await?;
+    let token = new_token();
+    let row = state
+        .store()
+        .create_token(
+            &user.id,
+            "login",
+            &hash_token(&token),
+            &token_prefix(&token),
+        )
+        .await?;
+    Ok(axum::Json(TokenResponse { token, id: row.id }))
+}
+
+/// The caller.
+#[utoipa::path(get, path = "/api/v1/me", tag = "accounts", security(("token" = [])),
+    responses((status = 200, body = Me), (status = 401, body = ErrorBody)))]
+pub(crate) async fn me(user: Authed) -> axum::Json<Me> {
+    axum::Json(Me {
+        id: user.user_id,
+        username: user.username,
+        is_admin: user.is_admin,
+    })
+}
+
+/// The caller's API tokens (never their secrets).
+#[utoipa::path(get, path = "/api/v1/tokens", tag = "accounts", security(("token" = [])),
+    responses((status = 200, body = Page<ApiToken>), (status = 401, body = ErrorBody)))]
+pub(crate) async fn list_tokens(
+    AxState(state): AxState<State>,
+    user: Authed,
+) -> ApiResult<axum::Json<Page<ApiToken>>> {
+    let rows = state.store().list_tokens(&user.user_id).await?;
+    let items = rows
+        .into_iter()
+        .map(|r| ApiToken {
+            id: r.id,
+            name: r.name,
+            prefix: r.prefix,
+            created_at: r.created_at,
+            last_used_at: r.last_used_at,
+        })
+        .collect();
+    Ok(axum::Json(Page { items, next: None }))
+}
+
+/// Creates an API token; the response is the only time it is shown.
+#[utoipa::path(post, path = "/api/v1/tokens", tag = "accounts", security(("token" = [])), request_body = CreateToken,
+    responses((status = 201, body = TokenResponse), (status = 401, body = ErrorBody)))]
+pub(crate) async fn create_token(
+    AxState(state): AxState<State>,
+    user: Authed,
+    Body(body): Body,
+) -> ApiResult<(StatusCode, axum::Json<TokenResponse>)> {
+    let req: CreateToken = if body.iter().all(u8::is_ascii_whitespace) {
+        CreateToken::default()
+    } else {
+        parse_json(&body)?
+    };
+    let name = req.name.unwrap_or_else(|| "api".into());
+    if name.is_empty() || name.len() > 64 {
+        return Err(ApiError::bad_request(
+            "token name must be 1 to 64 characters",
+        ));
+    }
+    let token = new_token();
+    let row = state
+        .store()
+        .create_token(
+            &user.user_id,
+            &name,
+            &hash_token(&token),
+            &token_prefix(&token),
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(TokenResponse { token, id: row.id }),
+    ))
+}
+
+/// Revokes one of the caller's tokens.
+#[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "accounts", security(("token" = [])),
+    params(("id" = String, Path, description = "token id")),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+pub(crate) async fn delete_token(
+    AxState(state): AxState<State>,
+    user: Authed,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    if !state.store().delete_token(&user.user_id, &id).await? {
+        return Err(ApiError::not_found(format_args!("token '{id}'")));
+    }
+    state.auth().forget_tokens();
+    Ok(StatusCode::NO_CONTENT)
+}

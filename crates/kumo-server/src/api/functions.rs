@@ -1,0 +1,539 @@
+//! Functions and their deployments (versions).
+
+use axum::extract::{Path, State as AxState};
+use axum::http::{HeaderMap, StatusCode, header};
+use kumo_runtimes::Runtime;
+use kumo_store::{
+    DeploymentRow, FileEntry, FunctionRow, FunctionSettingsRow, Manifest, NewDeployment, ProjectRow,
+};
+use kumo_types::{
+    CreateFunction, DeployRequest, DeployResponse, Deployment, ErrorBody, ErrorCode, Function,
+    FunctionSettings, Limits, Page, Visibility, validate_entrypoint, validate_handler,
+    validate_name,
+};
+use serde::Deserialize;
+
+use super::{Body, Json, PageQuery, Query, page_limit, parse_json, projects};
+use crate::State;
+use crate::auth::Authed;
+use crate::error::{ApiError, ApiResult};
+use crate::upload::{self, UploadFile};
+
+pub(crate) fn to_api(state: &State, project: &str, row: FunctionRow) -> Function {
+    Function {
+        url: state.function_url(project, &row.name),
+        name: row.name,
+        project: project.to_string(),
+        runtime: row.runtime,
+        timeout_ms: u64::try_from(row.timeout_ms).unwrap_or_default(),
+        memory_mb: u64::try_from(row.memory_mb).unwrap_or_default(),
+        concurrency: u64::try_from(row.concurrency).unwrap_or_default(),
+        visibility: Visibility::parse(&row.visibility).unwrap_or(Visibility::Public),
+        active_version: row.active_version,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+    }
+}
+
+fn deployment_to_api(row: DeploymentRow, active: Option<i64>) -> Deployment {
+    Deployment {
+        active: active == Some(row.version),
+        version: row.version,
+        runtime: row.runtime,
+        entrypoint: row.entrypoint,
+        handler: row.handler,
+        content_hash: row.content_hash,
+        file_count: row.file_count,
+        size_bytes: row.size_bytes,
+        created_at: row.created_at,
+    }
+}
+
+/// The project and function if the caller may see them, else 404.
+pub(crate) async fn find(
+    state: &State,
+    user: &Authed,
+    project: &str,
+    function: &str,
+) -> ApiResult<(ProjectRow, FunctionRow)> {
+    let project_row = projects::find(state, user, project).await?;
+    let function_row = state
+        .store()
+        .function(&project_row.id, function)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format_args!("function '{project}/{function}'")))?;
+    Ok((project_row, function_row))
+}
+
+fn invalid(message: String) -> ApiError {
+    ApiError::new(ErrorCode::BadRequest, message)
+}
+
+fn parse_runtime(name: &str) -> ApiResult<Runtime> {
+    Runtime::parse(name).ok_or_else(|| {
+        let known: Vec<&str> = Runtime::ALL.iter().map(|r| r.as_str()).collect();
+        invalid(format!(
+            "unknown runtime '{name}'; supported: {}",
+            known.join(", ")
+        ))
+    })
+}
+
+/// Applies `given` over `current` (or the defaults) within the caps.
+fn merge_settings(
+    current: Option<&FunctionRow>,
+    runtime: Option<Runtime>,
+    given: &FunctionSettings,
+    limits: &Limits,
+) -> ApiResult<FunctionSettingsRow> {
+    fn within(name: &str, value: u64, min: u64, max: u64) -> ApiResult<i64> {
+        if value < min || value > max {
+            return Err(invalid(format!(
+                "{name} must be from {min} to {max}, got {value}"
+            )));
+        }
+        Ok(i64::try_from(value).unwrap_or(i64::MAX))
+    }
+    let timeout = given
+        .timeout_ms
+        .map(|v| within("timeout_ms", v, 100, limits.max_timeout_ms))
+        .transpose()?;
+    let memory = given
+        .memory_mb
+        .map(|v| within("memory_mb", v, 16, limits.max_memory_mb))
+        .transpose()?;
+    let concurrency = given
+        .concurrency
+        .map(|v| within("concurrency", v, 1, limits.max_concurrency))
+        .transpose()?;
+    let default = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    Ok(FunctionSettingsRow {
+        runtime: runtime
+            .map(|r| r.as_str().to_string())
+            .or_else(|| current.map(|c| c.runtime.clone()))
+            .unwrap_or_else(|| Runtime::Python.as_str().to_string()),
+        timeout_ms: timeout
+            .or(current.map(|c| c.timeout_ms))
+            .unwrap_or(default(limits.timeout_ms)),
+        memory_mb: memory
+            .or(current.map(|c| c.memory_mb))
+            .unwrap_or(default(limits.memory_mb)),
+        concurrency: concurrency
+            .or(current.map(|c| c.concurrency))
+            .unwrap_or(default(limits.concurrency)),
+        visibility: given
+            .visibility
+            .map(|v| v.as_str().to_string())
+            .or_else(|| current.map(|c| c.visibility.clone()))
+            .unwrap_or_else(|| Visibility::Public.as_str().to_string()),
+    })
+}
+
+/// Lists a project's functions.
+#[utoipa::path(get, path = "/api/v1/projects/{project}/functions", tag = "functions", security(("token" = [])),
+    params(("project" = String, Path), PageQuery),
+    responses((status = 200, body = Page<Function>), (status = 404, body = ErrorBody)))]
+pub(crate) async fn list(
+    AxState(state): AxState<State>,
+    user: Authed,
+    Path(project): Path<String>,
+    Query(q): Query<PageQuery>,
+) -> ApiResult<axum::Json<Page<Function>>> {
+    let project_row = projects::find(&state, &user, &project).await?;
+    let limit = page_limit(q.limit)?;
+    let rows = state
+        .store()
+        .list_functions(&project_row.id, q.cursor.as_deref(), limit)
+        .await?;
+    let next = (rows.len() as i64 == limit)
+        .then(|| rows.last().map(|r| r.name.clone()))
+        .flatten();
+    Ok(axum::Json(Page {
+        items: rows
+            .into_iter()
+            .map(|r| to_api(&state, &project, r))
+            .collect(),
+        next,
+    }))
+}
+
+/// Creates a function without code (deploying creates it too).
+#[utoipa::path(post, path = "/api/v1/projects/{project}/functions", tag = "functions", security(("token" = [])),
+    params(("project" = String, Path)), request_body = CreateFunction,
+    responses((status = 201, body = Function), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub(crate) async fn create(
+    AxState(state): AxState<State>,
+    user: Authed,
+    Path(project): Path<String>,
+    Json(req): Json<CreateFunction>,
+) -> ApiResult<(StatusCode, axum::Json<Function>)> {
+    let project_row = projects::find(&state, &user, &project).await?;
+    validate_name("function", &req.name).map_err(|m| ApiError::new(ErrorCode::InvalidName, m))?;
+    let runtime = req.runtime.as_deref().map(parse_runtime).transpose()?;
+    let settings = merge_settings(None, runtime, &req.settings, &state.config().limits)?;
+    let row = state
+        .store()
+        .create_function(&project_row.id, &req.name, &settings)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(to_api(&state, &project, row)),
+    ))
+}
+
+/// One function, with its active version and URL.
+#[utoipa::path(get, path = "/api/v1/projects/{project}/functions/{function}", tag = "functions", security(("token" = [])),
+    params(("project" = String, Path), ("function" = String, Path)),
+    responses((status = 200, body = Function), (status = 404, body = ErrorBody)))]
+pub(crate) async fn get(
+    AxState(state): AxState<State>,
+    user: Authed,
+    Path((project, function)): Path<(String, String)>,
+) -> ApiResult<axum::Json<Function>> {
+    let (_, row) = find(&state, &user, &project, &function).await?;
+    Ok(axum::Json(to_api(&state, &project, row)))
+}
+
+/// Changes a function's settings; new calls get instances with them.
+#[utoipa::path(patch, path = "/api/v1/projects/{project}/functions/{function}", tag = "functions", security(("token" = [])),
+    params(("project" = String, Path), ("function" = String, Path)), request_body = FunctionSettings,
+    responses((status = 200, body = Function), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(crate) async fn update(
+    AxState(state): AxState<State>,
+    user: Authed,
+    Path((project, function)): Path<(String, String)>,
+    Json(req): Json<FunctionSettings>,
+) -> ApiResult<axum::Json<Function>> {
+    let (project_row, row) = find(&state, &user, &project, &function).await?;
+    let settings = merge_settings(Some(&row), None, &req, &state.config().limits)?;
+    state.store().update_function(&row.id, &settings).await?;
+    state.registry().invalidate(&project, &function);
+    let row = state
+        .store()
+        .function(&project_row.id, &function)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format_args!("function '{project}/{function}'")))?;
+    Ok(axum::Json(to_api(&state, &project, row)))
+}
+
+/// Deletes a function with its versions and runs.
+#[utoipa::path(delete, path = "/api/v1/projects/{project}/functions/{function}", tag = "functions", security(("token" = [])),
+    params(("project" = String, Path), ("function" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+pub(crate) async fn remove(
+    AxState(state): AxState<State>,
+    user: Authed,
+    Path((project, function)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let (_, row) = find(&state, &user, &project, &function).await?;
+    state.store().delete_function(&row.id).await?;
+    state.registry().invalidate(&project, &function);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Settings of a `.tar.gz` deployment, given in the query string.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DeployQuery {
+    pub(crate) runtime: Option<String>,
+    pub(crate) entrypoint: Option<String>,
+    pub(crate) handler: Option<String>,
+    pub(crate) timeout_ms: Option<u64>,
+    pub(crate) memory_mb: Option<u64>,
+    pub(crate) concurrency: Option<u64>,
+    pub(crate) visibility: Option<Visibility>,
+}
+
+/// Deploys a new version: JSON `{"files": {...}}` or a `.tar.gz` upload
+/// (settings then in the query string). Creates the project and the
+/// function if absent; the new version is active when this returns.
+#[utoipa::path(post, path = "/api/v1/projects/{project}/functions/{function}/deployments", tag = "functions",
+    security(("token" = [])), params(("project" = String, Path), ("function" = String, Path), DeployQuery),
+    request_body(content(
+        (DeployRequest = "application/json"),
+        (Vec<u8> = "application/gzip")
+    )),
+    responses(
+        (status = 201, body = DeployResponse, description = "a new version is active"),
+        (status = 200, body = DeployResponse, description = "the code is unchanged; no new version"),
+        (status = 400, body = ErrorBody, description = "invalid files, names or syntax"),
+        (status = 413, body = ErrorBody)))]
+pub(crate) async fn deploy(
+    AxState(state): AxState<State>,
+    user: Authed,
+    Path((project, function)): Path<(String, String)>,
+    Query(query): Query<DeployQuery>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> ApiResult<(StatusCode, axum::Json<DeployResponse>)> {
+    validate_name("project", &project).map_err(|m| ApiError::new(ErrorCode::InvalidName, m))?;
+    validate_name("function", &function).map_err(|m| ApiError::new(ErrorCode::InvalidName, m))?;
+    let limits = state.config().limits.clone();
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let (files, runtime, entrypoint, handler, settings) = match content_type.as_str() {
+        "application/json" | "" => {
+            let req: DeployRequest = parse_json(&body)?;
+            let files = upload::from_json(req.files, &limits)?;
+            (
+                files,
+                req.runtime.or(query.runtime),
+                req.entrypoint.or(query.entrypoint),
+                req.handler.or(query.handler),
+                req.settings,
+            )
+        }
+        "application/gzip"
+        | "application/x-gzip"
+        | "application/x-tar+gzip"
+        | "application/octet-stream"
+        | "application/x-compressed-tar" => {
+            let files = upload::from_tar_gz(&body, &limits)?;
+            let settings = FunctionSettings {
+                timeout_ms: query.timeout_ms,
+                memory_mb: query.memory_mb,
+                concurrency: query.concurrency,
+                visibility: query.visibility,
+            };
+            (
+                files,
+                query.runtime,
+                query.entrypoint,
+                query.handler,
+                settings,
+            )
+        }
+        other => {
+            return Err(ApiError::new(
+                ErrorCode::UnsupportedMediaType,
+                format!(
+                    "unsupported content type '{other}'; send application/json or application/gzip (.tar.gz)"
+                ),
+            ));
+        }
+    };
+
+    // Everything about the code is checked before anything is stored.
+    let project_row = state.store().project(user.scope(), &project).await?;
+    let existing = match &project_row {
+        Some(p) => state.store().function(&p.id, &function).await?,
+        None => None,
+    };
+    let runtime = match runtime.as_deref() {
+        Some(name) => parse_runtime(name)?,
+        None => match &existing {
+            Some(f) => parse_runtime(&f.runtime)?,
+            None => Runtime::Python,
+        },
+    };
+    let entrypoint = entrypoint.unwrap_or_else(|| runtime.default_entrypoint().to_string());
+    validate_entrypoint(runtime.as_str(), &entrypoint).map_err(invalid)?;
+    if !files.iter().any(|f| f.path == entrypoint) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidFiles,
+            format!("the entrypoint '{entrypoint}' is not among the uploaded files"),
+        ));
+    }
+    let handler = handler.unwrap_or_else(|| "handler".into());
+    validate_handler(&handler).map_err(invalid)?;
+    let settings = merge_settings(existing.as_ref(), Some(runtime), &settings, &limits)?;
+    check_sources(&state, runtime, &files).await?;
+
+    // Project and function, created on first deploy.
+    let project_row = match project_row {
+        Some(p) => p,
+        None => match state
+            .store()
+            .create_project(&user.user_id, &project, "")
+            .await
+        {
+            Ok(p) => p,
+            // Taken meanwhile, or owned by someone else: look again with the
+            // caller's scope so a foreign project stays a 404.
+            Err(kumo_store::StoreError::Conflict(_)) => {
+                projects::find(&state, &user, &project).await?
+            }
+            Err(e) => return Err(e.into()),
+        },
+    };
+    let function_row = match existing {
+        Some(f) => f,
+        None => match state
+            .store()
+            .create_function(&project_row.id, &function, &settings)
+            .await
+        {
+            Ok(f) => f,
+            Err(kumo_store::StoreError::Conflict(_)) => {
+                find(&state, &user, &project, &function).await?.1
+            }
+            Err(e) => return Err(e.into()),
+        },
+    };
+
+    let manifest = store_files(&state, files).await?;
+    let content_hash = manifest.content_hash(&[runtime.as_str(), &entrypoint, &handler]);
+    let url = state.function_url(&project, &function);
+
+    if let Some(active) = function_row.active_version
+        && let Some(current) = state.store().deployment(&function_row.id, active).await?
+        && current.content_hash == content_hash
+    {
+        state
+            .store()
+            .update_function(&function_row.id, &settings)
+            .await?;
+        state.registry().invalidate(&project, &function);
+        return Ok((
+            StatusCode::OK,
+            axum::Json(DeployResponse {
+                function,
+                version: active,
+                content_hash,
+                status: "unchanged".into(),
+                url,
+            }),
+        ));
+    }
+
+    let new = NewDeployment {
+        runtime: runtime.as_str(),
+        entrypoint: &entrypoint,
+        handler: &handler,
+        content_hash: &content_hash,
+        manifest: &manifest,
+    };
+    let deployment = state
+        .store()
+        .create_deployment(&function_row.id, &new, Some(&settings))
+        .await?;
+    // Lay the files out now so the first call does not wait for it.
+    let files_store = state.store().files().clone();
+    let id = deployment.id.clone();
+    tokio::task::spawn_blocking(move || files_store.materialize(&id, &manifest))
+        .await
+        .map_err(|e| ApiError::internal("laying out a deployment", e))??;
+    state.registry().invalidate(&project, &function);
+    tracing::info!(project = %project, function = %function, version = deployment.version, "deployed");
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(DeployResponse {
+            function,
+            version: deployment.version,
+            content_hash,
+            status: "active".into(),
+            url,
+        }),
+    ))
+}
+
+/// Syntax-checks the sources; a failure names the file and line.
+async fn check_sources(state: &State, runtime: Runtime, files: &[UploadFile]) -> ApiResult<()> {
+    let mut sources = Vec::new();
+    for file in files.iter().filter(|f| f.path.ends_with(".py")) {
+        let text = std::str::from_utf8(&file.bytes).map_err(|_| {
+            ApiError::new(
+                ErrorCode::SyntaxError,
+                format!("{} is not valid UTF-8", file.path),
+            )
+        })?;
+        sources.push((file.path.as_str(), text));
+    }
+    match state.executor().check_syntax(runtime, &sources).await {
+        Ok(()) => Ok(()),
+        Err(kumo_executor::CheckError::Syntax(issue)) => Err(ApiError::new(
+            ErrorCode::SyntaxError,
+            format!("syntax error in {issue}"),
+        )),
+        Err(e) => Err(ApiError::internal("checking the syntax", e)),
+    }
+}
+
+async fn store_files(state: &State, files: Vec<UploadFile>) -> ApiResult<Manifest> {
+    let files_store = state.store().files().clone();
+    tokio::task::spawn_blocking(move || {
+        let mut entries = Vec::with_capacity(files.len());
+        for file in files {
+            let hash = files_store.put(&file.bytes)?;
+            entries.push(FileEntry {
+                path: file.path,
+                hash,
+                size: file.bytes.len() as u64,
+                executable: file.executable,
+            });
+        }
+        entries.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok::<_, kumo_store::StoreError>(Manifest { files: entries })
+    })
+    .await
+    .map_err(|e| ApiError::internal("storing files", e))?
+    .map_err(ApiError::from)
+}
+
+/// Lists a function's versions, newest first.
+#[utoipa::path(get, path = "/api/v1/projects/{project}/functions/{function}/deployments", tag = "functions",
+    security(("token" = [])), params(("project" = String, Path), ("function" = String, Path), PageQuery),
+    responses((status = 200, body = Page<Deployment>), (status = 404, body = ErrorBody)))]
+pub(crate) async fn list_deployments(
+    AxState(state): AxState<State>,
+    user: Authed,
+    Path((project, function)): Path<(String, String)>,
+    Query(q): Query<PageQuery>,
+) -> ApiResult<axum::Json<Page<Deployment>>> {
+    let (_, row) = find(&state, &user, &project, &function).await?;
+    let limit = page_limit(q.limit)?;
+    let before = q
+        .cursor
+        .as_deref()
+        .map(|c| {
+            c.parse::<i64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid cursor '{c}'")))
+        })
+        .transpose()?;
+    let rows = state
+        .store()
+        .list_deployments(&row.id, before, limit)
+        .await?;
+    let next = (rows.len() as i64 == limit)
+        .then(|| rows.last().map(|r| r.version.to_string()))
+        .flatten();
+    Ok(axum::Json(Page {
+        items: rows
+            .into_iter()
+            .map(|d| deployment_to_api(d, row.active_version))
+            .collect(),
+        next,
+    }))
+}
+
+/// Makes an existing version the active one (rollback or forward).
+#[utoipa::path(post, path = "/api/v1/projects/{project}/functions/{function}/deployments/{version}/activate",
+    tag = "functions", security(("token" = [])),
+    params(("project" = String, Path), ("function" = String, Path), ("version" = i64, Path)),
+    responses((status = 200, body = Function), (status = 404, body = ErrorBody)))]
+pub(crate) async fn activate(
+    AxState(state): AxState<State>,
+    user: Authed,
+    Path((project, function, version)): Path<(String, String, String)>,
+) -> ApiResult<axum::Json<Function>> {
+    let version: i64 = version
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("version must be a number, got '{version}'")))?;
+    let (_, mut row) = find(&state, &user, &project, &function).await?;
+    if state.store().deployment(&row.id, version).await?.is_none() {
+        return Err(ApiError::not_found(format_args!(
+            "version {version} of '{project}/{function}'"
+        )));
+    }
+    state.store().set_active_version(&row.id, version).await?;
+    state.registry().invalidate(&project, &function);
+    row.active_version = Some(version);
+    Ok(axum::Json(to_api(&state, &project, row)))
+}

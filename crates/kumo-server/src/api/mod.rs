@@ -1,0 +1,167 @@
+//! The API under `/api/v1`: one module per resource, shared extractors.
+
+pub(crate) mod accounts;
+pub(crate) mod functions;
+pub(crate) mod projects;
+pub(crate) mod runs;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, FromRequest, Request};
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post};
+use kumo_types::ErrorCode;
+use serde::de::DeserializeOwned;
+
+use crate::State;
+use crate::error::ApiError;
+
+/// Items per page unless `?limit=` says otherwise.
+pub(crate) const DEFAULT_PAGE: i64 = 50;
+pub(crate) const MAX_PAGE: i64 = 500;
+
+pub(crate) fn router(deploy_limit: usize, body_limit: usize) -> Router<State> {
+    let deployments = Router::new()
+        .route(
+            "/api/v1/projects/{project}/functions/{function}/deployments",
+            get(functions::list_deployments).post(functions::deploy),
+        )
+        .layer(DefaultBodyLimit::max(deploy_limit));
+    Router::new()
+        .route("/api/v1/auth/login", post(accounts::login))
+        .route("/api/v1/me", get(accounts::me))
+        .route(
+            "/api/v1/tokens",
+            get(accounts::list_tokens).post(accounts::create_token),
+        )
+        .route("/api/v1/tokens/{id}", delete(accounts::delete_token))
+        .route(
+            "/api/v1/projects",
+            get(projects::list).post(projects::create),
+        )
+        .route(
+            "/api/v1/projects/{project}",
+            get(projects::get)
+                .patch(projects::update)
+                .delete(projects::remove),
+        )
+        .route(
+            "/api/v1/projects/{project}/functions",
+            get(functions::list).post(functions::create),
+        )
+        .route(
+            "/api/v1/projects/{project}/functions/{function}",
+            get(functions::get)
+                .patch(functions::update)
+                .delete(functions::remove),
+        )
+        .route(
+            "/api/v1/projects/{project}/functions/{function}/deployments/{version}/activate",
+            post(functions::activate),
+        )
+        .route(
+            "/api/v1/projects/{project}/functions/{function}/invoke",
+            post(runs::invoke),
+        )
+        .route(
+            "/api/v1/projects/{project}/functions/{function}/invocations",
+            get(runs::list),
+        )
+        .route(
+            "/api/v1/projects/{project}/functions/{function}/logs",
+            get(runs::logs),
+        )
+        .route("/api/v1/invocations/{id}", get(runs::get))
+        .route("/api/v1/invocations/{id}/replay", post(runs::replay))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .merge(deployments)
+}
+
+/// A request body, with size errors in Kumo's JSON error shape.
+pub(crate) struct Body(pub(crate) Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for Body {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Bytes::from_request(req, state)
+            .await
+            .map(Body)
+            .map_err(body_error)
+    }
+}
+
+fn body_error(rejection: BytesRejection) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            "the request body is larger than this endpoint accepts (6 MiB for calls, 50 MiB for deployments)",
+        )
+    } else {
+        ApiError::bad_request(format!(
+            "could not read the request body: {}",
+            rejection.body_text()
+        ))
+    }
+}
+
+/// A JSON body with errors that say what is wrong and where.
+pub(crate) struct Json<T>(pub(crate) T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let Body(bytes) = Body::from_request(req, state).await?;
+        parse_json(&bytes).map(Json)
+    }
+}
+
+pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request(
+            "the request body is empty; send a JSON object",
+        ));
+    }
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+}
+
+/// `?limit=` clamped to the allowed range.
+pub(crate) fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
+    match limit {
+        None => Ok(DEFAULT_PAGE),
+        Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
+        Some(n) => Err(ApiError::bad_request(format!(
+            "limit must be from 1 to {MAX_PAGE}, got {n}"
+        ))),
+    }
+}
+
+/// Query of list endpoints.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PageQuery {
+    /// The `next` value of the previous page.
+    pub(crate) cursor: Option<String>,
+    /// Items per page, 1–500 (default 50).
+    pub(crate) limit: Option<i64>,
+}
+
+/// `?…` parsed with errors in the API's shape.
+pub(crate) struct Query<T>(pub(crate) T);
+
+impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        serde_urlencoded::from_str(query)
+            .map(Query)
+            .map_err(|e| ApiError::bad_request(format!("invalid query string: {e}")))
+    }
+}

@@ -1,0 +1,125 @@
+//! Projects: the unit that owns functions.
+
+use axum::extract::{Path, State as AxState};
+use axum::http::StatusCode;
+use kumo_store::ProjectRow;
+use kumo_types::{
+    CreateProject, ErrorBody, ErrorCode, Page, Project, UpdateProject, validate_name,
+};
+
+use super::{Json, PageQuery, Query, page_limit};
+use crate::State;
+use crate::auth::Authed;
+use crate::error::{ApiError, ApiResult};
+
+pub(crate) fn to_api(row: ProjectRow) -> Project {
+    Project {
+        name: row.name,
+        description: row.description,
+        created_at: row.created_at,
+    }
+}
+
+/// The project `name` if the caller may see it, else 404.
+pub(crate) async fn find(state: &State, user: &Authed, name: &str) -> ApiResult<ProjectRow> {
+    state
+        .store()
+        .project(user.scope(), name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format_args!("project '{name}'")))
+}
+
+fn check_description(description: &str) -> ApiResult<()> {
+    if description.len() > 1024 {
+        return Err(ApiError::bad_request(
+            "description must be at most 1024 bytes",
+        ));
+    }
+    Ok(())
+}
+
+/// Lists the caller's projects.
+#[utoipa::path(get, path = "/api/v1/projects", tag = "projects", security(("token" = [])), params(PageQuery),
+    responses((status = 200, body = Page<Project>), (status = 401, body = ErrorBody)))]
+pub(crate) async fn list(
+    AxState(state): AxState<State>,
+    user: Authed,
+    Query(q): Query<PageQuery>,
+) -> ApiResult<axum::Json<Page<Project>>> {
+    let limit = page_limit(q.limit)?;
+    let rows = state
+        .store()
+        .list_projects(user.scope(), q.cursor.as_deref(), limit)
+        .await?;
+    let next = (rows.len() as i64 == limit)
+        .then(|| rows.last().map(|r| r.name.clone()))
+        .flatten();
+    Ok(axum::Json(Page {
+        items: rows.into_iter().map(to_api).collect(),
+        next,
+    }))
+}
+
+/// Creates a project.
+#[utoipa::path(post, path = "/api/v1/projects", tag = "projects", security(("token" = [])), request_body = CreateProject,
+    responses((status = 201, body = Project), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub(crate) async fn create(
+    AxState(state): AxState<State>,
+    user: Authed,
+    Json(req): Json<CreateProject>,
+) -> ApiResult<(StatusCode, axum::Json<Project>)> {
+    validate_name("project", &req.name).map_err(|m| ApiError::new(ErrorCode::InvalidName, m))?;
+    let description = req.description.unwrap_or_default();
+    check_description(&description)?;
+    let row = state
+        .store()
+        .create_project(&user.user_id, &req.name, &description)
+        .await?;
+    Ok((StatusCode::CREATED, axum::Json(to_api(row))))
+}
+
+/// One project.
+#[utoipa::path(get, path = "/api/v1/projects/{project}", tag = "projects", security(("token" = [])),
+    params(("project" = String, Path)),
+    responses((status = 200, body = Project), (status = 404, body = ErrorBody)))]
+pub(crate) async fn get(
+    AxState(state): AxState<State>,
+    user: Authed,
+    Path(project): Path<String>,
+) -> ApiResult<axum::Json<Project>> {
+    Ok(axum::Json(to_api(find(&state, &user, &project).await?)))
+}
+
+/// Changes a project's description.
+#[utoipa::path(patch, path = "/api/v1/projects/{project}", tag = "projects", security(("token" = [])),
+    params(("project" = String, Path)), request_body = UpdateProject,
+    responses((status = 200, body = Project), (status = 404, body = ErrorBody)))]
+pub(crate) async fn update(
+    AxState(state): AxState<State>,
+    user: Authed,
+    Path(project): Path<String>,
+    Json(req): Json<UpdateProject>,
+) -> ApiResult<axum::Json<Project>> {
+    let mut row = find(&state, &user, &project).await?;
+    if let Some(description) = req.description {
+        check_description(&description)?;
+        state.store().update_project(&row.id, &description).await?;
+        row.description = description;
+    }
+    Ok(axum::Json(to_api(row)))
+}
+
+/// Deletes a project with all its functions, versions and runs.
+#[utoipa::path(delete, path = "/api/v1/projects/{project}", tag = "projects", security(("token" = [])),
+    params(("project" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+pub(crate) async fn remove(
+    AxState(state): AxState<State>,
+    user: Authed,
+    Path(project): Path<String>,
+) -> ApiResult<StatusCode> {
+    let row = find(&state, &user, &project).await?;
+    state.store().delete_project(&row.id).await?;
+    state.registry().invalidate_project(&row.name);
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,339 @@
+//! Invoking functions and reading their runs and logs.
+
+use std::time::Duration;
+
+use axum::extract::{Path, State as AxState};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use kumo_executor::Outcome;
+use kumo_store::InvocationRow;
+use kumo_types::{
+    AsyncAccepted, ErrorBody, Invocation, InvokeResponse, LogLine, Page, RunError, RunStatus,
+    Trigger,
+};
+use serde::Deserialize;
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+use super::{Body, Query, functions, page_limit};
+use crate::State;
+use crate::auth::Authed;
+use crate::dispatch;
+use crate::error::{ApiError, ApiResult};
+
+fn parse_json_value(text: Option<&str>) -> Option<Value> {
+    text.and_then(|t| serde_json::from_str(t).ok())
+}
+
+pub(crate) fn to_api(row: InvocationRow) -> Invocation {
+    Invocation {
+        trigger: Trigger::parse(&row.trigger_kind).unwrap_or(Trigger::Api),
+        status: RunStatus::parse(&row.status).unwrap_or(RunStatus::Failed),
+        input: parse_json_value(row.input.as_deref()),
+        output: parse_json_value(row.output.as_deref()),
+        error: row
+            .error
+            .as_deref()
+            .and_then(|e| serde_json::from_str::<RunError>(e).ok()),
+        id: row.id,
+        project: row.project,
+        function: row.function,
+        version: row.version,
+        logs: row.logs,
+        logs_truncated: row.logs_truncated != 0,
+        duration_ms: row.duration_us as f64 / 1000.0,
+        cold_start: row.cold_start != 0,
+        created_at: row.created_at,
+        finished_at: row.finished_at,
+    }
+}
+
+fn invoke_response(id: String, version: i64, outcome: Outcome) -> InvokeResponse {
+    InvokeResponse {
+        id,
+        status: outcome.status,
+        output: outcome
+            .output
+            .as_deref()
+            .and_then(|raw| serde_json::from_str(raw.get()).ok()),
+        error: outcome.error,
+        logs: outcome.logs,
+        duration_ms: outcome.duration.as_secs_f64() * 1000.0,
+        cold_start: outcome.cold_start,
+        version: Some(version),
+    }
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct InvokeQuery {
+    /// Queue the run and answer 202 at once.
+    #[serde(rename = "async", default)]
+    pub(crate) is_async: Option<bool>,
+}
+
+/// Calls a function with a JSON event. The answer has the run's status,
+/// output and logs; a failing handler is still a `200` with
+/// `status: "failed"`.
+#[utoipa::path(post, path = "/api/v1/projects/{project}/functions/{function}/invoke", tag = "runs",
+    security(("token" = [])), params(("project" = String, Path), ("function" = String, Path), InvokeQuery),
+    request_body(content = Object, description = "the event (any JSON value)"),
+    responses(
+        (status = 200, body = InvokeResponse), (status = 202, body = AsyncAccepted),
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub(crate) async fn invoke(
+    AxState(state): AxState<State>,
+    user: Authed,
+    Path((project, function)): Path<(String, String)>,
+    Query(query): Query<InvokeQuery>,
+    Body(body): Body,
+) -> ApiResult<Response> {
+    let (_, _) = functions::find(&state, &user, &project, &function).await?;
+    let event: Box<RawValue> = if body.iter().all(u8::is_ascii_whitespace) {
+        RawValue::from_string("{}".into())
+            .map_err(|e| ApiError::internal("building an empty event", e))?
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("the event must be JSON: {e}")))?
+    };
+    let resolved = state
+        .registry()
+        .resolve(state.store(), &project, &function)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format_args!("function '{project}/{function}'")))?;
+    if query.is_async.unwrap_or(false) {
+        let id = dispatch::accept_async(&state, resolved, event).await?;
+        return Ok((
+            StatusCode::ACCEPTED,
+            axum::Json(AsyncAccepted {
+                id,
+                status: RunStatus::Queued,
+            }),
+        )
+            .into_response());
+    }
+    let run = dispatch::run(&state, &resolved, Trigger::Api, kumo_store::new_id(), event).await?;
+    Ok(axum::Json(invoke_response(run.id, run.version, run.outcome)).into_response())
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RunsQuery {
+    /// The `next` value of the previous page.
+    pub(crate) cursor: Option<String>,
+    /// Items per page, 1–500 (default 50).
+    pub(crate) limit: Option<i64>,
+    /// Only runs with this status.
+    pub(crate) status: Option<RunStatus>,
+}
+
+/// A function's runs, newest first.
+#[utoipa::path(get, path = "/api/v1/projects/{project}/functions/{function}/invocations", tag = "runs",
+    security(("token" = [])), params(("project" = String, Path), ("function" = String, Path), RunsQuery),
+    responses((status = 200, body = Page<Invocation>), (status = 404, body = ErrorBody)))]
+pub(crate) async fn list(
+    AxState(state): AxState<State>,
+    user: Authed,
+    Path((project, function)): Path<(String, String)>,
+    Query(q): Query<RunsQuery>,
+) -> ApiResult<axum::Json<Page<Invocation>>> {
+    let (_, row) = functions::find(&state, &user, &project, &function).await?;
+    let limit = page_limit(q.limit)?;
+    let mut items = Vec::new();
+    let mut cursor = q.cursor.clone();
+    let mut next = None;
+    // A status filter may need several pages of the index to fill one.
+    for _ in 0..20 {
+        let rows = state
+            .store()
+            .list_invocations(&row.id, cursor.as_deref(), None, limit)
+            .await?;
+        let full = rows.len() as i64 == limit;
+        cursor = rows.last().map(|r| r.id.clone());
+        for r in rows {
+            if q.status.is_none_or(|s| s.as_str() == r.status) {
+                items.push(to_api(r));
+            }
+        }
+        if items.len() as i64 >= limit || !full {
+            next = if full { cursor.clone() } else { None };
+            break;
+        }
+        next = cursor.clone();
+    }
+    items.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    if let (Some(last), true) = (items.last(), items.len() as i64 == limit) {
+        next = Some(last.id.clone());
+    }
+    Ok(axum::Json(Page { items, next }))
+}
+
+/// One run, with input, output, error and logs.
+#[utoipa::path(get, path = "/api/v1/invocations/{id}", tag = "runs", security(("token" = [])),
+    params(("id" = String, Path)), responses((status = 200, body = Invocation), (status = 404, body = ErrorBody)))]
+pub(crate) async fn get(
+    AxState(state): AxState<State>,
+    user: Authed,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<Invocation>> {
+    let row = state
+        .store()
+        .invocation(user.scope(), &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format_args!("invocation '{id}'")))?;
+    Ok(axum::Json(to_api(row)))
+}
+
+/// Runs a past run's input again on the active version.
+#[utoipa::path(post, path = "/api/v1/invocations/{id}/replay", tag = "runs", security(("token" = [])),
+    params(("id" = String, Path)), responses((status = 200, body = InvokeResponse), (status = 404, body = ErrorBody)))]
+pub(crate) async fn replay(
+    AxState(state): AxState<State>,
+    user: Authed,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<InvokeResponse>> {
+    let row = state
+        .store()
+        .invocation(user.scope(), &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format_args!("invocation '{id}'")))?;
+    let resolved = state
+        .registry()
+        .resolve(state.store(), &row.project, &row.function)
+        .await?
+        .filter(|r| user.can_access(&r.owner_id))
+        .ok_or_else(|| {
+            ApiError::not_found(format_args!("function '{}/{}'", row.project, row.function))
+        })?;
+    let event = RawValue::from_string(row.input.unwrap_or_else(|| "null".into()))
+        .map_err(|e| ApiError::internal("reading a stored input", e))?;
+    let run = dispatch::run(
+        &state,
+        &resolved,
+        Trigger::Replay,
+        kumo_store::new_id(),
+        event,
+    )
+    .await?;
+    Ok(axum::Json(invoke_response(
+        run.id,
+        run.version,
+        run.outcome,
+    )))
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LogsQuery {
+    /// Only runs started this long ago or later: `30s`, `15m`, `1h`, `2d`.
+    pub(crate) since: Option<String>,
+    /// Only this run's lines.
+    pub(crate) run: Option<String>,
+    /// Most lines to return, 1–5000 (default 500).
+    pub(crate) limit: Option<usize>,
+}
+
+/// Parses `30s`, `15m`, `1h`, `2d` or plain milliseconds.
+pub(crate) fn parse_since(text: &str) -> Result<Duration, ApiError> {
+    let bad = || {
+        ApiError::bad_request(format!(
+            "invalid duration '{text}'; use e.g. 30s, 15m, 1h or 2d"
+        ))
+    };
+    let (number, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let n: u64 = number.parse().map_err(|_| bad())?;
+    let secs = match unit {
+        "" | "ms" => return Ok(Duration::from_millis(n)),
+        "s" => n,
+        "m" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        "d" => n.saturating_mul(86_400),
+        _ => return Err(bad()),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+/// A function's log lines, oldest first, from its recent runs.
+#[utoipa::path(get, path = "/api/v1/projects/{project}/functions/{function}/logs", tag = "runs",
+    security(("token" = [])), params(("project" = String, Path), ("function" = String, Path), LogsQuery),
+    responses((status = 200, body = Page<LogLine>), (status = 404, body = ErrorBody)))]
+pub(crate) async fn logs(
+    AxState(state): AxState<State>,
+    user: Authed,
+    Path((project, function)): Path<(String, String)>,
+    Query(q): Query<LogsQuery>,
+) -> ApiResult<axum::Json<Page<LogLine>>> {
+    let (_, row) = functions::find(&state, &user, &project, &function).await?;
+    let limit = match q.limit {
+        None => 500,
+        Some(n) if (1..=5000).contains(&n) => n,
+        Some(n) => {
+            return Err(ApiError::bad_request(format!(
+                "limit must be from 1 to 5000, got {n}"
+            )));
+        }
+    };
+    let since_ms = q
+        .since
+        .as_deref()
+        .map(parse_since)
+        .transpose()?
+        .map(|d| kumo_store::now_ms() - i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 2));
+    let runs: Vec<InvocationRow> = match &q.run {
+        Some(id) => state
+            .store()
+            .invocation(user.scope(), id)
+            .await?
+            .filter(|r| r.function_id == row.id)
+            .into_iter()
+            .collect(),
+        None => {
+            state
+                .store()
+                .list_invocations(&row.id, None, since_ms, 200)
+                .await?
+        }
+    };
+    // Newest runs first from the store; lines come out oldest first.
+    let mut lines: Vec<LogLine> = Vec::new();
+    for run in &runs {
+        let mut run_lines: Vec<LogLine> = run
+            .logs
+            .lines()
+            .map(|line| LogLine {
+                run_id: run.id.clone(),
+                time: run.created_at,
+                line: line.to_string(),
+            })
+            .collect();
+        run_lines.reverse();
+        lines.extend(run_lines);
+        if lines.len() >= limit {
+            break;
+        }
+    }
+    lines.truncate(limit);
+    lines.reverse();
+    Ok(axum::Json(Page {
+        items: lines,
+        next: None,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_parses() {
+        assert_eq!(parse_since("30s").expect("ok"), Duration::from_secs(30));
+        assert_eq!(parse_since("1h").expect("ok"), Duration::from_secs(3600));
+        assert_eq!(parse_since("250").expect("ok"), Duration::from_millis(250));
+        assert!(parse_since("1y").is_err());
+        assert!(parse_since("h").is_err());
+    }
+}

@@ -1,0 +1,275 @@
+//! Accounts and tokens: the first-start admin, password login, API tokens
+//! (stored as SHA-256 hashes), the `Authed` extractor, login throttling.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use kumo_store::{Scope, Store, UserRow};
+use rand::RngExt;
+use sha2::{Digest, Sha256};
+
+use crate::config::Config;
+use crate::error::ApiError;
+
+/// How long a validated token is trusted without asking the store.
+const TOKEN_CACHE_TTL: Duration = Duration::from_secs(10);
+/// Failed logins allowed per user name in [`LOGIN_WINDOW`].
+const LOGIN_FAILURES_ALLOWED: u32 = 5;
+const LOGIN_WINDOW: Duration = Duration::from_secs(300);
+
+/// The caller of an API request.
+#[derive(Debug, Clone)]
+pub(crate) struct Authed {
+    pub(crate) user_id: String,
+    pub(crate) username: String,
+    pub(crate) is_admin: bool,
+}
+
+impl Authed {
+    /// What this caller may see: its own rows, or all rows for an admin.
+    pub(crate) fn scope(&self) -> Scope<'_> {
+        if self.is_admin {
+            Scope::All
+        } else {
+            Scope::Owner(&self.user_id)
+        }
+    }
+
+    /// Whether this caller may use something owned by `owner_id`.
+    pub(crate) fn can_access(&self, owner_id: &str) -> bool {
+        self.is_admin || self.user_id == owner_id
+    }
+}
+
+/// Token validation with a short cache, and login throttling.
+pub(crate) struct Auth {
+    store: Store,
+    cache: Mutex<HashMap<String, (Authed, Instant)>>,
+    failures: Mutex<HashMap<String, (u32, Instant)>>,
+}
+
+impl Auth {
+    pub(crate) fn new(store: Store) -> Self {
+        Auth {
+            store,
+            cache: Mutex::new(HashMap::new()),
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The user behind a bearer token, or `None`.
+    pub(crate) async fn check_token(&self, token: &str) -> Result<Option<Authed>, ApiError> {
+        let hash = hash_token(token);
+        if let Some((authed, at)) = self.cache.lock().expect("auth cache poisoned").get(&hash)
+            && at.elapsed() < TOKEN_CACHE_TTL
+        {
+            return Ok(Some(authed.clone()));
+        }
+        let Some((user, token_id)) = self.store.user_by_token(&hash).await? else {
+            return Ok(None);
+        };
+        let _ = self.store.touch_token(&token_id).await;
+        let authed = Authed {
+            user_id: user.id,
+            username: user.username,
+            is_admin: user.is_admin != 0,
+        };
+        let mut cache = self.cache.lock().expect("auth cache poisoned");
+        if cache.len() > 10_000 {
+            cache.clear();
+        }
+        cache.insert(hash, (authed.clone(), Instant::now()));
+        Ok(Some(authed))
+    }
+
+    /// Forgets cached tokens (after a revocation).
+    pub(crate) fn forget_tokens(&self) {
+        self.cache.lock().expect("auth cache poisoned").clear();
+    }
+
+    /// Checks a password login, throttled per user name.
+    pub(crate) async fn login(&self, username: &str, password: &str) -> Result<UserRow, ApiError> {
+        {
+            let failures = self.failures.lock().expect("login throttle poisoned");
+            if let Some((count, since)) = failures.get(username)
+                && *count >= LOGIN_FAILURES_ALLOWED
+                && since.elapsed() < LOGIN_WINDOW
+            {
+                let mut err = ApiError::new(
+                    kumo_types::ErrorCode::TooManyRequests,
+                    "too many failed logins for this user; wait a few minutes",
+                );
+                err.retry_after_secs = Some((LOGIN_WINDOW - since.elapsed()).as_secs().max(1));
+                return Err(err);
+            }
+        }
+        let user = self.store.user_by_name(username).await?;
+        let hash = user.as_ref().map(|u| u.password_hash.clone());
+        let password = password.to_string();
+        // Verify even for unknown users, so timing does not tell them apart.
+        let ok = tokio::task::spawn_blocking(move || match hash {
+            Some(hash) => verify_password(&password, &hash),
+            None => {
+                let _ = hash_password(&password);
+                false
+            }
+        })
+        .await
+        .unwrap_or(false);
+        match user {
+            Some(user) if ok => {
+                self.failures
+                    .lock()
+                    .expect("login throttle poisoned")
+                    .remove(username);
+                Ok(user)
+            }
+            _ => {
+                let mut failures = self.failures.lock().expect("login throttle poisoned");
+                let entry = failures
+                    .entry(username.to_string())
+                    .or_insert((0, Instant::now()));
+                if entry.1.elapsed() >= LOGIN_WINDOW {
+                    *entry = (0, Instant::now());
+                }
+                entry.0 += 1;
+                Err(ApiError::unauthorized("wrong user name or password"))
+            }
+        }
+    }
+}
+
+/// A new random API token.
+pub(crate) fn new_token() -> String {
+    let bytes: [u8; 24] = rand::rng().random();
+    format!("kumo_{}", hex::encode(bytes))
+}
+
+pub(crate) fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// The part of a token shown in lists.
+pub(crate) fn token_prefix(token: &str) -> String {
+    token.chars().take(12).collect()
+}
+
+pub(crate) fn hash_password(password: &str) -> anyhow::Result<String> {
+    let hash = argon2::Argon2::default()
+        .hash_password(password.as_bytes())
+        .map_err(|e| anyhow::anyhow!("hashing a password: {e}"))?;
+    Ok(hash.to_string())
+}
+
+fn verify_password(password: &str, hash: &str) -> bool {
+    PasswordHash::new(hash)
+        .map(|parsed| {
+            argon2::Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+/// On first start, creates the admin account and prints how to log in.
+pub(crate) async fn bootstrap(
+    store: &Store,
+    config: &Config,
+    addr: SocketAddr,
+) -> anyhow::Result<()> {
+    if store.user_count().await.context("counting users")? > 0 {
+        return Ok(());
+    }
+    let password: String = {
+        let bytes: [u8; 12] = rand::rng().random();
+        hex::encode(bytes)
+    };
+    let hash = hash_password(&password)?;
+    let user = store
+        .create_user("admin", &hash, true)
+        .await
+        .context("creating the admin account")?;
+    let (token, from_env) = match config.bootstrap_token.as_deref().filter(|t| !t.is_empty()) {
+        Some(token) => (token.to_string(), true),
+        None => (new_token(), false),
+    };
+    store
+        .create_token(
+            &user.id,
+            "bootstrap",
+            &hash_token(&token),
+            &token_prefix(&token),
+        )
+        .await
+        .context("creating the admin token")?;
+    println!("created the admin account (first start)");
+    println!("  user:     admin");
+    println!("  password: {password}");
+    if from_env {
+        println!("  token:    the value of KUMO_BOOTSTRAP_TOKEN");
+    } else {
+        println!("  token:    {token}");
+    }
+    println!(
+        "  log in:   kumo login --url http://{addr}   (or send 'Authorization: Bearer <token>')"
+    );
+    println!("these are shown once; keep them safe");
+    Ok(())
+}
+
+impl FromRequestParts<crate::State> for Authed {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &crate::State,
+    ) -> Result<Self, Self::Rejection> {
+        let token = bearer(parts).ok_or_else(|| {
+            ApiError::unauthorized("missing API token; send 'Authorization: Bearer <token>'")
+        })?;
+        state
+            .auth()
+            .check_token(token)
+            .await?
+            .ok_or_else(|| ApiError::unauthorized("invalid or revoked API token"))
+    }
+}
+
+/// The bearer token of a request, if any.
+pub(crate) fn bearer(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_verify() {
+        let hash = hash_password("s3cret").expect("hash");
+        assert!(verify_password("s3cret", &hash));
+        assert!(!verify_password("wrong", &hash));
+        assert!(!verify_password("s3cret", "garbage"));
+    }
+
+    #[test]
+    fn tokens_are_random_and_hashed() {
+        let a = new_token();
+        assert!(a.starts_with("kumo_") && a.len() == 53);
+        assert_ne!(a, new_token());
+        assert_eq!(hash_token(&a).len(), 64);
+    }
+}

@@ -1,0 +1,55 @@
+//! Server settings. Every default is defined here, once.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use kumo_types::Limits;
+
+/// Where `kumo serve` listens when not told.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Where `kumo serve` keeps its data when not told.
+pub const DEFAULT_DATA_DIR: &str = ".kumo";
+/// How long an idle instance stays warm.
+pub const DEFAULT_KEEP_ALIVE_MS: u64 = 5 * 60 * 1000;
+/// How long a call waits for a free instance slot before 429.
+pub const DEFAULT_QUEUE_TIMEOUT_MS: u64 = 1000;
+/// How many calls may wait per function.
+pub const DEFAULT_MAX_QUEUE: usize = 100;
+/// How long shutdown waits for calls in flight.
+pub const DEFAULT_DRAIN_TIMEOUT_MS: u64 = 30_000;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The data directory: database, files, runners.
+    pub data_dir: PathBuf,
+    /// A database URL; default SQLite in the data dir.
+    pub database_url: Option<String>,
+    /// The Python interpreter; default the fastest one found.
+    pub python: Option<PathBuf>,
+    /// The base URL printed for functions; default from the listen address.
+    pub public_url: Option<String>,
+    /// The admin's API token on first start (`KUMO_BOOTSTRAP_TOKEN`).
+    pub bootstrap_token: Option<String>,
+    pub keep_alive: Duration,
+    pub queue_timeout: Duration,
+    pub max_queue: usize,
+    pub drain_timeout: Duration,
+    pub limits: Limits,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            database_url: None,
+            python: None,
+            public_url: None,
+            bootstrap_token: None,
+            keep_alive: Duration::from_millis(DEFAULT_KEEP_ALIVE_MS),
+            queue_timeout: Duration::from_millis(DEFAULT_QUEUE_TIMEOUT_MS),
+            max_queue: DEFAULT_MAX_QUEUE,
+            drain_timeout: Duration::from_millis(DEFAULT_DRAIN_TIMEOUT_MS),
+            limits: Limits::default(),
+        }
+    }
+}

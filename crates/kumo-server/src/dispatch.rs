@@ -1,0 +1,299 @@
+//! One call of a function, whatever triggered it: run it on the executor,
+//! enforce the response limit, count it, and queue its record.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use kumo_executor::{ExecError, Outcome};
+use kumo_store::InvocationRow;
+use kumo_types::{ErrorCode, RunError, RunStatus, Trigger};
+use serde_json::value::RawValue;
+
+use crate::State;
+use crate::error::{ApiError, human_bytes};
+use crate::registry::Resolved;
+
+/// Final statuses, in the order of the `/metrics` counters.
+pub(crate) const STATUSES: [RunStatus; 7] = [
+    RunStatus::Queued,
+    RunStatus::Running,
+    RunStatus::Succeeded,
+    RunStatus::Failed,
+    RunStatus::TimedOut,
+    RunStatus::OutOfMemory,
+    RunStatus::Crashed,
+];
+
+pub(crate) fn status_index(status: RunStatus) -> usize {
+    STATUSES.iter().position(|s| *s == status).unwrap_or(0)
+}
+
+/// A finished call.
+pub(crate) struct Run {
+    pub(crate) id: String,
+    pub(crate) version: i64,
+    pub(crate) outcome: Outcome,
+}
+
+/// Runs `event` on `resolved` now and records the run.
+pub(crate) async fn run(
+    state: &State,
+    resolved: &Resolved,
+    trigger: Trigger,
+    id: String,
+    event: Box<RawValue>,
+) -> Result<Run, ApiError> {
+    let Some(spec) = resolved.spec.clone() else {
+        return Err(ApiError::new(
+            ErrorCode::NotFound,
+            format!(
+                "function '{}/{}' has no active deployment; deploy it first",
+                resolved.project, resolved.function
+            ),
+        ));
+    };
+    let created_at = kumo_store::now_ms();
+    let counters = &state.inner.counters;
+    let mut outcome = match state.executor().invoke(&spec, &id, &event).await {
+        Ok(outcome) => outcome,
+        Err(ExecError::Overloaded { retry_after }) => {
+            counters.overloaded.fetch_add(1, Ordering::Relaxed);
+            let mut err = ApiError::new(
+                ErrorCode::TooManyRequests,
+                format!(
+                    "function '{}/{}' is at its concurrency limit of {}; retry later",
+                    resolved.project, resolved.function, spec.concurrency
+                ),
+            );
+            err.retry_after_secs = Some(retry_after.as_secs().max(1));
+            return Err(err);
+        }
+        Err(ExecError::ShuttingDown) => {
+            let mut err = ApiError::new(
+                ErrorCode::Unavailable,
+                "the server is shutting down; retry shortly",
+            );
+            err.retry_after_secs = Some(1);
+            return Err(err);
+        }
+        Err(e @ ExecError::Start(_)) => return Err(ApiError::internal("starting an instance", e)),
+    };
+    enforce_response_limit(&mut outcome, state.config().limits.body_bytes);
+
+    counters.runs_by_status[status_index(outcome.status)].fetch_add(1, Ordering::Relaxed);
+    if outcome.cold_start {
+        counters.cold_starts.fetch_add(1, Ordering::Relaxed);
+    }
+    tracing::debug!(run_id = %id, function = %resolved.function, status = outcome.status.as_str(), "run finished");
+    let row = record(
+        resolved,
+        &id,
+        spec.version,
+        trigger,
+        &event,
+        &outcome,
+        created_at,
+    );
+    state.recorder().record(row).await;
+    Ok(Run {
+        id,
+        version: spec.version,
+        outcome,
+    })
+}
+
+/// A response over the body limit fails the run, clearly.
+fn enforce_response_limit(outcome: &mut Outcome, limit: usize) {
+    let size = outcome.output.as_ref().map_or(0, |raw| raw.get().len());
+    if size > limit {
+        outcome.output = None;
+        outcome.status = RunStatus::Failed;
+        outcome.error = Some(RunError {
+            kind: "ResponseTooLarge".into(),
+            message: format!(
+                "the function returned {} bytes, over the {} response limit",
+                size,
+                human_bytes(limit)
+            ),
+            traceback: String::new(),
+        });
+    }
+}
+
+fn record(
+    resolved: &Resolved,
+    id: &str,
+    version: i64,
+    trigger: Trigger,
+    event: &RawValue,
+    outcome: &Outcome,
+    created_at: i64,
+) -> InvocationRow {
+    InvocationRow {
+        id: id.to_string(),
+        owner_id: resolved.owner_id.clone(),
+        project_id: resolved.project_id.clone(),
+        function_id: resolved.function_id.clone(),
+        project: resolved.project.clone(),
+        function: resolved.function.clone(),
+        version: Some(version),
+        trigger_kind: trigger.as_str().to_string(),
+        status: outcome.status.as_str().to_string(),
+        input: Some(event.get().to_string()),
+        output: outcome.output.as_ref().map(|raw| raw.get().to_string()),
+        error: outcome
+            .error
+            .as_ref()
+            .and_then(|e| serde_json::to_string(e).ok()),
+        logs: outcome.logs.clone(),
+        logs_truncated: i64::from(outcome.logs_truncated),
+        duration_us: i64::try_from(outcome.duration.as_micros()).unwrap_or(i64::MAX),
+        cold_start: i64::from(outcome.cold_start),
+        created_at,
+        finished_at: Some(kumo_store::now_ms()),
+    }
+}
+
+/// Accepts an async run: stored as `queued` before the caller hears 202,
+/// then run in the background until it ends in a terminal state.
+pub(crate) async fn accept_async(
+    state: &State,
+    resolved: Arc<Resolved>,
+    event: Box<RawValue>,
+) -> Result<String, ApiError> {
+    if resolved.spec.is_none() {
+        return Err(ApiError::new(
+            ErrorCode::NotFound,
+            format!(
+                "function '{}/{}' has no active deployment; deploy it first",
+                resolved.project, resolved.function
+            ),
+        ));
+    }
+    let id = kumo_store::new_id();
+    let row = InvocationRow {
+        id: id.clone(),
+        owner_id: resolved.owner_id.clone(),
+        project_id: resolved.project_id.clone(),
+        function_id: resolved.function_id.clone(),
+        project: resolved.project.clone(),
+        function: resolved.function.clone(),
+        version: resolved.spec.as_ref().map(|s| s.version),
+        trigger_kind: Trigger::Async.as_str().to_string(),
+        status: RunStatus::Queued.as_str().to_string(),
+        input: Some(event.get().to_string()),
+        output: None,
+        error: None,
+        logs: String::new(),
+        logs_truncated: 0,
+        duration_us: 0,
+        cold_start: 0,
+        created_at: kumo_store::now_ms(),
+        finished_at: None,
+    };
+    state
+        .store()
+        .upsert_invocations(std::slice::from_ref(&row))
+        .await?;
+    tokio::spawn(run_async(state.clone(), row));
+    Ok(id)
+}
+
+/// Runs a queued async run, waiting out overload, and records the end.
+async fn run_async(state: State, row: InvocationRow) {
+    let event = row
+        .input
+        .as_deref()
+        .and_then(|s| RawValue::from_string(s.to_string()).ok())
+        .unwrap_or_else(|| RawValue::from_string("null".into()).expect("null is JSON"));
+    let mut delay = Duration::from_millis(200);
+    for _ in 0..600 {
+        let resolved = match state
+            .registry()
+            .resolve(state.store(), &row.project, &row.function)
+            .await
+        {
+            Ok(Some(resolved)) => resolved,
+            Ok(None) => {
+                return finish_unrunnable(
+                    &state,
+                    row,
+                    "the function was deleted before the run started",
+                )
+                .await;
+            }
+            Err(e) => {
+                tracing::warn!(run_id = %row.id, error = %e.message, "async run could not resolve its function");
+                tokio::time::sleep(delay).await;
+                continue;
+            }
+        };
+        match run(
+            &state,
+            &resolved,
+            Trigger::Async,
+            row.id.clone(),
+            event.clone(),
+        )
+        .await
+        {
+            Ok(_) => return,
+            Err(e) if e.code == ErrorCode::TooManyRequests || e.code == ErrorCode::Unavailable => {
+                if e.code == ErrorCode::Unavailable {
+                    // Shutting down: the run stays queued and resumes at start.
+                    return;
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return finish_unrunnable(&state, row, &e.message).await,
+        }
+    }
+    finish_unrunnable(
+        &state,
+        row,
+        "the function stayed at its concurrency limit for too long",
+    )
+    .await;
+}
+
+async fn finish_unrunnable(state: &State, mut row: InvocationRow, why: &str) {
+    row.status = RunStatus::Failed.as_str().to_string();
+    row.error = serde_json::to_string(&RunError {
+        kind: "NotRun".into(),
+        message: why.to_string(),
+        traceback: String::new(),
+    })
+    .ok();
+    row.finished_at = Some(kumo_store::now_ms());
+    state.recorder().record(row).await;
+}
+
+/// At start: resumes async runs a stopped server had accepted, and closes
+/// runs that were in flight when it died.
+pub(crate) async fn recover_unfinished(state: &State) -> anyhow::Result<()> {
+    let rows = state.store().unfinished_invocations().await?;
+    let mut resumed = 0;
+    for mut row in rows {
+        if row.trigger_kind == Trigger::Async.as_str() {
+            row.status = RunStatus::Queued.as_str().to_string();
+            tokio::spawn(run_async(state.clone(), row));
+            resumed += 1;
+        } else {
+            row.status = RunStatus::Crashed.as_str().to_string();
+            row.error = serde_json::to_string(&RunError {
+                kind: "ServerStopped".into(),
+                message: "the server stopped before the run finished".into(),
+                traceback: String::new(),
+            })
+            .ok();
+            row.finished_at = Some(kumo_store::now_ms());
+            state.recorder().record(row).await;
+        }
+    }
+    if resumed > 0 {
+        tracing::info!(resumed, "resumed queued async runs");
+    }
+    Ok(())
+}

@@ -1,0 +1,111 @@
+//! One error type for every handler, sent as `{"error": {"code", "message"}}`.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use kumo_types::{ErrorBody, ErrorCode, ErrorDetail};
+
+/// An API error: a stable code, a message for people, and optional
+/// headers. Internal causes are logged, never sent.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    pub(crate) code: ErrorCode,
+    pub(crate) message: String,
+    pub(crate) invocation_id: Option<String>,
+    pub(crate) retry_after_secs: Option<u64>,
+}
+
+pub(crate) type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    pub(crate) fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ApiError {
+            code,
+            message: message.into(),
+            invocation_id: None,
+            retry_after_secs: None,
+        }
+    }
+
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::BadRequest, message)
+    }
+
+    pub(crate) fn not_found(what: impl std::fmt::Display) -> Self {
+        Self::new(ErrorCode::NotFound, format!("{what} not found"))
+    }
+
+    pub(crate) fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Unauthorized, message)
+    }
+
+    pub(crate) fn too_large(what: &str, limit: usize) -> Self {
+        Self::new(
+            ErrorCode::PayloadTooLarge,
+            format!("{what} is larger than the {} limit", human_bytes(limit)),
+        )
+    }
+
+    /// Logs `cause` with context and returns a generic 500.
+    pub(crate) fn internal(context: &str, cause: impl std::fmt::Display) -> Self {
+        tracing::error!(%cause, "{context}");
+        Self::new(
+            ErrorCode::Internal,
+            format!("internal error while {context}; see the server log"),
+        )
+    }
+
+    pub(crate) fn with_invocation(mut self, id: &str) -> Self {
+        self.invocation_id = Some(id.to_string());
+        self
+    }
+}
+
+impl From<kumo_store::StoreError> for ApiError {
+    fn from(e: kumo_store::StoreError) -> Self {
+        match e {
+            kumo_store::StoreError::Conflict(message) => {
+                ApiError::new(ErrorCode::Conflict, message)
+            }
+            other => ApiError::internal("accessing the store", other),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status =
+            StatusCode::from_u16(self.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.as_str().to_string(),
+                message: self.message,
+                invocation_id: self.invocation_id.clone(),
+            },
+        };
+        let mut response = (status, axum::Json(body)).into_response();
+        if let Some(secs) = self.retry_after_secs {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if let Some(id) = self.invocation_id
+            && let Ok(value) = HeaderValue::from_str(&id)
+        {
+            response
+                .headers_mut()
+                .insert(crate::INVOCATION_HEADER, value);
+        }
+        response
+    }
+}
+
+/// `6 MiB`, `256 KiB`, `100 B`.
+pub(crate) fn human_bytes(n: usize) -> String {
+    if n >= 1024 * 1024 && n % (1024 * 1024) == 0 {
+        format!("{} MiB", n / (1024 * 1024))
+    } else if n >= 1024 && n % 1024 == 0 {
+        format!("{} KiB", n / 1024)
+    } else {
+        format!("{n} bytes")
+    }
+}

@@ -1,0 +1,382 @@
+//! The public gateway: `ANY /fn/{project}/{function}[/{*rest}]`.
+//!
+//! Turns an HTTP request into the event of the handler contract, runs it,
+//! and turns the handler's return value into the HTTP response. A warm
+//! call here queries no database and starts no process.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State as AxState};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use base64::Engine;
+use kumo_types::{ErrorCode, RunStatus, Trigger, Visibility};
+use serde::Serialize;
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+use crate::error::ApiError;
+use crate::{INVOCATION_HEADER, State, dispatch};
+
+pub(crate) fn router(_body_limit: usize) -> Router<State> {
+    Router::new()
+        .route("/fn/{project}/{function}", any(call_root))
+        .route("/fn/{project}/{function}/", any(call_root))
+        .route("/fn/{project}/{function}/{*rest}", any(call_rest))
+}
+
+async fn call_root(
+    state: AxState<State>,
+    Path((project, function)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: crate::api::Body,
+) -> Response {
+    call(
+        state,
+        project,
+        function,
+        String::from("/"),
+        method,
+        uri,
+        headers,
+        body.0,
+    )
+    .await
+}
+
+async fn call_rest(
+    state: AxState<State>,
+    Path((project, function, rest)): Path<(String, String, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: crate::api::Body,
+) -> Response {
+    call(
+        state,
+        project,
+        function,
+        format!("/{rest}"),
+        method,
+        uri,
+        headers,
+        body.0,
+    )
+    .await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn call(
+    AxState(state): AxState<State>,
+    project: String,
+    function: String,
+    path: String,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let resolved = match state
+        .registry()
+        .resolve(state.store(), &project, &function)
+        .await
+    {
+        Ok(Some(resolved)) => resolved,
+        Ok(None) => {
+            return ApiError::not_found(format_args!("function '{project}/{function}'"))
+                .into_response();
+        }
+        Err(e) => return e.into_response(),
+    };
+    if resolved.visibility == Visibility::Private {
+        let allowed = match bearer_from(&headers) {
+            Some(token) => match state.auth().check_token(token).await {
+                Ok(Some(user)) => user.can_access(&resolved.owner_id),
+                Ok(None) => false,
+                Err(e) => return e.into_response(),
+            },
+            None => false,
+        };
+        if !allowed {
+            return ApiError::unauthorized(
+                "this function is private; send 'Authorization: Bearer <token>'",
+            )
+            .into_response();
+        }
+    }
+    let event = match encode_event(&method, &path, &uri, &headers, &body) {
+        Ok(event) => event,
+        Err(e) => return e.into_response(),
+    };
+    let id = kumo_store::new_id();
+    match dispatch::run(&state, &resolved, Trigger::Http, id, event).await {
+        Ok(run) => to_response(&run.id, run.outcome),
+        Err(e) => e.into_response(),
+    }
+}
+
+fn bearer_from(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// The HTTP event of the handler contract.
+#[derive(Serialize)]
+struct HttpEvent<'a> {
+    method: &'a str,
+    path: &'a str,
+    params: BTreeMap<&'a str, &'a str>,
+    query: BTreeMap<Cow<'a, str>, Cow<'a, str>>,
+    headers: BTreeMap<&'a str, Cow<'a, str>>,
+    body: Cow<'a, str>,
+    #[serde(rename = "isBase64Encoded")]
+    is_base64_encoded: bool,
+}
+
+/// Encodes the event once, straight to the JSON the runner receives.
+pub(crate) fn encode_event(
+    method: &Method,
+    path: &str,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Box<RawValue>, ApiError> {
+    let mut query: BTreeMap<Cow<str>, Cow<str>> = BTreeMap::new();
+    if let Some(q) = uri.query() {
+        for (k, v) in form_urlencoded::parse(q.as_bytes()) {
+            // Repeated keys are joined with commas, as most gateways do.
+            match query.get_mut(&k) {
+                Some(existing) => {
+                    let joined = format!("{existing},{v}");
+                    *existing = Cow::Owned(joined);
+                }
+                None => {
+                    query.insert(k, v);
+                }
+            }
+        }
+    }
+    let mut header_map: BTreeMap<&str, Cow<str>> = BTreeMap::new();
+    for (name, value) in headers {
+        let value = String::from_utf8_lossy(value.as_bytes());
+        match header_map.get_mut(name.as_str()) {
+            Some(existing) => {
+                let joined = format!("{existing}, {value}");
+                *existing = Cow::Owned(joined);
+            }
+            None => {
+                header_map.insert(name.as_str(), value);
+            }
+        }
+    }
+    let (body, is_base64_encoded) = match std::str::from_utf8(body) {
+        Ok(text) => (Cow::Borrowed(text), false),
+        Err(_) => (
+            Cow::Owned(base64::engine::general_purpose::STANDARD.encode(body)),
+            true,
+        ),
+    };
+    let event = HttpEvent {
+        method: method.as_str(),
+        path,
+        params: BTreeMap::new(),
+        query,
+        headers: header_map,
+        body,
+        is_base64_encoded,
+    };
+    let json =
+        serde_json::to_string(&event).map_err(|e| ApiError::internal("encoding an event", e))?;
+    RawValue::from_string(json).map_err(|e| ApiError::internal("encoding an event", e))
+}
+
+/// Maps a finished run to the HTTP response of the handler contract.
+pub(crate) fn to_response(run_id: &str, outcome: kumo_executor::Outcome) -> Response {
+    let mut response = match outcome.status {
+        RunStatus::Succeeded => map_output(outcome.output.as_deref()),
+        RunStatus::TimedOut => ApiError::new(
+            ErrorCode::FunctionTimeout,
+            "the function did not answer within its timeout",
+        )
+        .with_invocation(run_id)
+        .into_response(),
+        _ => ApiError::new(
+            ErrorCode::FunctionError,
+            format!("the function failed; the owner can see the details of run {run_id}"),
+        )
+        .with_invocation(run_id)
+        .into_response(),
+    };
+    if let Ok(value) = HeaderValue::from_str(run_id) {
+        response.headers_mut().insert(INVOCATION_HEADER, value);
+    }
+    response
+}
+
+fn map_output(output: Option<&RawValue>) -> Response {
+    let Some(raw) = output else {
+        return StatusCode::NO_CONTENT.into_response();
+    };
+    let text = raw.get().trim_start();
+    // Only objects and strings need a look inside; other JSON goes out as is.
+    if text.starts_with('"') {
+        return match serde_json::from_str::<String>(text) {
+            Ok(s) => ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], s).into_response(),
+            Err(e) => bad_response(format!("unreadable string: {e}")),
+        };
+    }
+    if text.starts_with('{') {
+        let value: Value = match serde_json::from_str(text) {
+            Ok(v) => v,
+            Err(e) => return bad_response(format!("unreadable object: {e}")),
+        };
+        if let Value::Object(map) = &value
+            && let Some(status) = map.get("statusCode")
+        {
+            return match http_response(map, status) {
+                Ok(response) => response,
+                Err(why) => bad_response(why),
+            };
+        }
+    }
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        raw.get().to_string(),
+    )
+        .into_response()
+}
+
+fn http_response(map: &serde_json::Map<String, Value>, status: &Value) -> Result<Response, String> {
+    let status = status
+        .as_u64()
+        .and_then(|s| u16::try_from(s).ok())
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .filter(|s| (100..=599).contains(&s.as_u16()) && s.as_u16() >= 200)
+        .ok_or_else(|| format!("statusCode must be an integer from 200 to 599, got {status}"))?;
+    let mut headers = HeaderMap::new();
+    match map.get("headers") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(given)) => {
+            for (name, value) in given {
+                let header_name = HeaderName::from_bytes(name.as_bytes())
+                    .map_err(|_| format!("invalid header name '{name}'"))?;
+                let values: Vec<String> = match value {
+                    Value::String(s) => vec![s.clone()],
+                    Value::Number(n) => vec![n.to_string()],
+                    Value::Bool(b) => vec![b.to_string()],
+                    Value::Array(items) => items
+                        .iter()
+                        .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+                        .collect(),
+                    _ => return Err(format!("header '{name}' must be a string")),
+                };
+                for v in values {
+                    let header_value = HeaderValue::from_str(&v)
+                        .map_err(|_| format!("invalid value for header '{name}'"))?;
+                    headers.append(header_name.clone(), header_value);
+                }
+            }
+        }
+        Some(_) => return Err("headers must be an object of strings".into()),
+    }
+    let base64 = map
+        .get("isBase64Encoded")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let (body, default_type): (Vec<u8>, &str) = match map.get("body") {
+        None | Some(Value::Null) => (Vec::new(), "text/plain; charset=utf-8"),
+        Some(Value::String(s)) if base64 => (
+            base64::engine::general_purpose::STANDARD
+                .decode(s)
+                .map_err(|e| format!("body is marked isBase64Encoded but is not base64: {e}"))?,
+            "application/octet-stream",
+        ),
+        Some(Value::String(s)) => (s.clone().into_bytes(), "text/plain; charset=utf-8"),
+        Some(other) => (other.to_string().into_bytes(), "application/json"),
+    };
+    if !headers.contains_key(header::CONTENT_TYPE) && !body.is_empty() {
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(default_type));
+    }
+    let mut response = (status, body).into_response();
+    for (name, value) in headers.iter() {
+        if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
+            continue;
+        }
+        response.headers_mut().append(name.clone(), value.clone());
+    }
+    Ok(response)
+}
+
+fn bad_response(why: String) -> Response {
+    ApiError::new(
+        ErrorCode::BadFunctionResponse,
+        format!("the function returned an invalid response: {why}"),
+    )
+    .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(s: &str) -> Box<RawValue> {
+        RawValue::from_string(s.to_string()).expect("json")
+    }
+
+    #[test]
+    fn event_shape() {
+        let mut headers = HeaderMap::new();
+        headers.insert("X-Thing", HeaderValue::from_static("a"));
+        headers.append("x-thing", HeaderValue::from_static("b"));
+        let uri: Uri = "/fn/p/f/a/b?x=1&y=2&x=3".parse().expect("uri");
+        let event = encode_event(&Method::POST, "/a/b", &uri, &headers, b"hi").expect("event");
+        let v: Value = serde_json::from_str(event.get()).expect("json");
+        assert_eq!(v["method"], "POST");
+        assert_eq!(v["path"], "/a/b");
+        assert_eq!(v["query"]["x"], "1,3");
+        assert_eq!(v["headers"]["x-thing"], "a, b");
+        assert_eq!(v["body"], "hi");
+        assert_eq!(v["isBase64Encoded"], false);
+        let event = encode_event(&Method::GET, "/", &uri, &headers, &[0xff, 0x00]).expect("event");
+        let v: Value = serde_json::from_str(event.get()).expect("json");
+        assert_eq!(v["isBase64Encoded"], true);
+        assert_eq!(v["body"], "/wA=");
+    }
+
+    #[test]
+    fn output_mapping() {
+        assert_eq!(map_output(None).status(), StatusCode::NO_CONTENT);
+        let r = map_output(Some(&raw(r#""hello""#)));
+        assert_eq!(
+            r.headers()[header::CONTENT_TYPE],
+            "text/plain; charset=utf-8"
+        );
+        let r = map_output(Some(&raw(r#"[1,2]"#)));
+        assert_eq!(r.headers()[header::CONTENT_TYPE], "application/json");
+        let r = map_output(Some(&raw(
+            r#"{"statusCode":201,"headers":{"x-a":"b"},"body":"made"}"#,
+        )));
+        assert_eq!(r.status(), StatusCode::CREATED);
+        assert_eq!(r.headers()["x-a"], "b");
+        let r = map_output(Some(&raw(r#"{"statusCode":99}"#)));
+        assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
+        let r = map_output(Some(&raw(
+            r#"{"statusCode":200,"body":"aGk=","isBase64Encoded":true}"#,
+        )));
+        assert_eq!(
+            r.headers()[header::CONTENT_TYPE],
+            "application/octet-stream"
+        );
+        let r = map_output(Some(&raw(
+            r#"{"statusCode":200,"headers":{"bad name":"x"}}"#,
+        )));
+        assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
+    }
+}

@@ -1,0 +1,246 @@
+//! The Kumo server: the API under `/api/v1`, the public gateway under
+//! `/fn/…`, auth, and the off-path recording of runs.
+//!
+//! [`serve`] is the whole server: it opens the store, installs the runners,
+//! starts the executor, binds, and runs until the shutdown future resolves.
+//! [`app`] builds the router from a [`State`] so tests can drive it.
+//!
+//! This crate does not spawn processes (the executor does) and does not
+//! touch SQL (the store does).
+
+mod api;
+mod auth;
+pub mod config;
+mod dispatch;
+mod error;
+mod gateway;
+mod openapi;
+mod recorder;
+mod registry;
+mod upload;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, StatusCode, header};
+use axum::response::{Html, IntoResponse};
+use axum::routing::get;
+use kumo_executor::{Executor, ExecutorConfig};
+use kumo_runtimes::Toolchain;
+use kumo_store::Store;
+
+pub use config::Config;
+
+/// The header every gateway response carries.
+pub const INVOCATION_HEADER: HeaderName = HeaderName::from_static("x-kumo-invocation-id");
+
+/// Shared state of the server. Cheap to clone.
+#[derive(Clone)]
+pub struct State {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    store: Store,
+    executor: Executor,
+    registry: registry::Registry,
+    recorder: recorder::Recorder,
+    auth: auth::Auth,
+    public_url: String,
+    counters: Counters,
+}
+
+/// Process-wide counters for `/metrics` (bounded labels only).
+#[derive(Default)]
+struct Counters {
+    runs_by_status: [AtomicU64; 7],
+    cold_starts: AtomicU64,
+    overloaded: AtomicU64,
+}
+
+impl State {
+    fn config(&self) -> &Config {
+        &self.inner.config
+    }
+    fn store(&self) -> &Store {
+        &self.inner.store
+    }
+    fn executor(&self) -> &Executor {
+        &self.inner.executor
+    }
+    fn registry(&self) -> &registry::Registry {
+        &self.inner.registry
+    }
+    fn recorder(&self) -> &recorder::Recorder {
+        &self.inner.recorder
+    }
+    fn auth(&self) -> &auth::Auth {
+        &self.inner.auth
+    }
+    fn function_url(&self, project: &str, function: &str) -> String {
+        format!("{}/fn/{project}/{function}", self.inner.public_url)
+    }
+}
+
+/// The router: API, gateway, docs, health and metrics.
+pub fn app(state: State) -> Router {
+    let body_limit = state.config().limits.body_bytes;
+    let deploy_limit = state.config().limits.deployment_bytes + 1024 * 1024;
+    Router::new()
+        .merge(api::router(deploy_limit, body_limit))
+        .merge(gateway::router(body_limit))
+        .merge(openapi::router())
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/", get(dashboard))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}
+
+/// Runs the server on `listener` until `shutdown` resolves, then drains.
+pub async fn serve(
+    config: Config,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let addr: SocketAddr = listener
+        .local_addr()
+        .context("reading the listening address")?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating the data dir {}", config.data_dir.display()))?;
+    restrict_permissions(&config.data_dir);
+    let store = Store::open(&config.data_dir, config.database_url.as_deref())
+        .await
+        .context("opening the store")?;
+    store.files().clean_partial();
+    auth::bootstrap(&store, &config, addr).await?;
+
+    let toolchain = Toolchain::install(&config.data_dir.join("runtime"), config.python.as_deref())
+        .context("preparing the runtimes")?;
+    tracing::info!(python = %toolchain.python.display(), "python runtime ready");
+    let executor = Executor::start(ExecutorConfig {
+        toolchain,
+        keep_alive: config.keep_alive,
+        queue_timeout: config.queue_timeout,
+        max_queue: config.max_queue,
+        start_timeout: Duration::from_secs(10),
+        log_bytes: config.limits.log_bytes,
+        open_files: config.limits.open_files,
+        file_size_bytes: config.limits.tmp_bytes,
+    });
+    let (recorder, recorder_task) = recorder::Recorder::start(store.clone());
+    let public_url = config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
+    let state = State {
+        inner: Arc::new(Inner {
+            registry: registry::Registry::new(executor.clone()),
+            auth: auth::Auth::new(store.clone()),
+            config,
+            store: store.clone(),
+            executor: executor.clone(),
+            recorder: recorder.clone(),
+            public_url,
+            counters: Counters::default(),
+        }),
+    };
+    dispatch::recover_unfinished(&state).await?;
+
+    println!("kumo listening on http://{addr}");
+    tracing::info!(%addr, "listening");
+    let grace = state.config().drain_timeout;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = axum::serve(listener, app(state.clone())).with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let server = tokio::spawn(async move { server.await });
+
+    // Wait for the signal, then give in-flight requests the grace period.
+    let mut stop_rx = stop_rx;
+    let _ = stop_rx.wait_for(|stopped| *stopped).await;
+    tracing::info!("shutting down: draining calls in flight");
+    let executor_drain = executor.shutdown(grace);
+    let (served, ()) = tokio::join!(
+        tokio::time::timeout(grace + Duration::from_secs(1), server),
+        executor_drain
+    );
+    match served {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => tracing::error!(error = %e, "server error"),
+        Ok(Err(e)) => tracing::error!(error = %e, "server task failed"),
+        Err(_) => tracing::warn!("requests still open after the grace period; closing them"),
+    }
+    drop(state);
+    recorder.flush().await;
+    drop(recorder);
+    let _ = recorder_task.await;
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn restrict_permissions(dir: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+}
+
+async fn healthz() -> impl IntoResponse {
+    axum::Json(serde_json::json!({"status": "ok"}))
+}
+
+async fn not_found() -> error::ApiError {
+    error::ApiError::new(
+        kumo_types::ErrorCode::NotFound,
+        "no such endpoint; the API lives under /api/v1 (see /docs)",
+    )
+}
+
+async fn metrics(axum::extract::State(state): axum::extract::State<State>) -> impl IntoResponse {
+    use std::fmt::Write;
+    let c = &state.inner.counters;
+    let mut out = String::new();
+    out.push_str("# HELP kumo_invocations_total Function runs by final status.\n# TYPE kumo_invocations_total counter\n");
+    for status in dispatch::STATUSES {
+        let n = c.runs_by_status[dispatch::status_index(status)].load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "kumo_invocations_total{{status=\"{}\"}} {n}",
+            status.as_str()
+        );
+    }
+    out.push_str("# HELP kumo_cold_starts_total Runs that started a new instance.\n# TYPE kumo_cold_starts_total counter\n");
+    let _ = writeln!(
+        out,
+        "kumo_cold_starts_total {}",
+        c.cold_starts.load(Ordering::Relaxed)
+    );
+    out.push_str("# HELP kumo_throttled_total Calls refused with 429.\n# TYPE kumo_throttled_total counter\n");
+    let _ = writeln!(
+        out,
+        "kumo_throttled_total {}",
+        c.overloaded.load(Ordering::Relaxed)
+    );
+    out.push_str("# HELP kumo_instances Running instances.\n# TYPE kumo_instances gauge\n");
+    let _ = writeln!(out, "kumo_instances {}", state.executor().total_instances());
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        out,
+    )
+}
+
+async fn dashboard() -> Html<&'static str> {
+    Html(include_str!("dashboard.html"))
+}

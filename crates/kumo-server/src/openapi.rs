@@ -1,0 +1,47 @@
+//! The OpenAPI document, generated from the handlers, and `/docs`.
+
+use axum::Router;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::State;
+use crate::api::{accounts, functions, projects, runs};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Kumo API", description = "Deploy and run functions. Errors are `{\"error\": {\"code\", \"message\"}}`."),
+    paths(
+        accounts::login, accounts::me, accounts::list_tokens, accounts::create_token, accounts::delete_token,
+        projects::list, projects::create, projects::get, projects::update, projects::remove,
+        functions::list, functions::create, functions::get, functions::update, functions::remove,
+        functions::deploy, functions::list_deployments, functions::activate,
+        runs::invoke, runs::list, runs::get, runs::replay, runs::logs,
+    ),
+    modifiers(&TokenAuth),
+    tags(
+        (name = "accounts", description = "Login and API tokens"),
+        (name = "projects", description = "Projects own functions"),
+        (name = "functions", description = "Functions and their versions"),
+        (name = "runs", description = "Invocations and logs"),
+    )
+)]
+pub(crate) struct ApiDoc;
+
+struct TokenAuth;
+
+impl Modify for TokenAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// `/api/v1/openapi.json` and the interactive docs at `/docs` (assets
+/// embedded in the binary; works offline).
+pub(crate) fn router() -> Router<State> {
+    Router::from(SwaggerUi::new("/docs").url("/api/v1/openapi.json", ApiDoc::openapi()))
+}

@@ -1,0 +1,84 @@
+//! Writes run records off the hot path, in batches.
+//!
+//! Calls hand their record to a channel and go on; one task drains it and
+//! writes whatever has gathered in one transaction. Under light load a
+//! record lands within milliseconds; under heavy load batches grow. The
+//! channel is bounded, so a stalled database slows calls down rather than
+//! growing memory without end; no accepted record is dropped.
+
+use kumo_store::{InvocationRow, Store};
+use tokio::sync::{mpsc, oneshot};
+
+const QUEUE: usize = 16 * 1024;
+const BATCH: usize = 512;
+
+enum Message {
+    Record(Box<InvocationRow>),
+    Flush(oneshot::Sender<()>),
+}
+
+#[derive(Clone)]
+pub(crate) struct Recorder {
+    tx: mpsc::Sender<Message>,
+}
+
+impl Recorder {
+    pub(crate) fn start(store: Store) -> (Recorder, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        (Recorder { tx }, tokio::spawn(write_loop(store, rx)))
+    }
+
+    /// Queues a record for writing.
+    pub(crate) async fn record(&self, row: InvocationRow) {
+        if self.tx.send(Message::Record(Box::new(row))).await.is_err() {
+            tracing::error!("run recorder is gone; a record was not written");
+        }
+    }
+
+    /// Waits until everything queued so far is written.
+    pub(crate) async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Message::Flush(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+async fn write_loop(store: Store, mut rx: mpsc::Receiver<Message>) {
+    let mut messages = Vec::with_capacity(BATCH);
+    let mut rows = Vec::with_capacity(BATCH);
+    loop {
+        if rx.recv_many(&mut messages, BATCH).await == 0 {
+            return;
+        }
+        let mut flushes = Vec::new();
+        for message in messages.drain(..) {
+            match message {
+                Message::Record(row) => rows.push(*row),
+                Message::Flush(done) => flushes.push(done),
+            }
+        }
+        if !rows.is_empty() {
+            write_with_retry(&store, &rows).await;
+            rows.clear();
+        }
+        for done in flushes {
+            let _ = done.send(());
+        }
+    }
+}
+
+async fn write_with_retry(store: &Store, rows: &[InvocationRow]) {
+    let mut delay = std::time::Duration::from_millis(50);
+    for attempt in 1..=8 {
+        match store.upsert_invocations(rows).await {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, attempt, rows = rows.len(), "writing run records failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_secs(2));
+            }
+        }
+    }
+    tracing::error!(rows = rows.len(), "giving up on writing run records");
+}

@@ -1,0 +1,161 @@
+//! The in-memory map from `(project, function)` to what serves it, so a
+//! warm call touches no database. Entries are loaded on first use and
+//! dropped on every change to the function (deploy, activate, settings,
+//! delete); dropping an entry retires the instances of its old spec.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use kumo_executor::{DeploymentSpec, Executor};
+use kumo_runtimes::Runtime;
+use kumo_store::{FunctionRow, ProjectRow, Store};
+use kumo_types::Visibility;
+
+use crate::error::ApiError;
+
+/// A function as the hot path needs it.
+#[derive(Debug)]
+pub(crate) struct Resolved {
+    pub(crate) project_id: String,
+    pub(crate) project: String,
+    pub(crate) owner_id: String,
+    pub(crate) function_id: String,
+    pub(crate) function: String,
+    pub(crate) visibility: Visibility,
+    /// `None` until the function has an active deployment.
+    pub(crate) spec: Option<Arc<DeploymentSpec>>,
+}
+
+pub(crate) struct Registry {
+    executor: Executor,
+    entries: RwLock<HashMap<(String, String), Arc<Resolved>>>,
+    /// Bumped on every invalidation, so a load that raced with a change
+    /// does not put stale data back.
+    generation: AtomicU64,
+}
+
+impl Registry {
+    pub(crate) fn new(executor: Executor) -> Self {
+        Registry {
+            executor,
+            entries: RwLock::new(HashMap::new()),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    /// The function `project/function`, from memory or the store.
+    pub(crate) async fn resolve(
+        &self,
+        store: &Store,
+        project: &str,
+        function: &str,
+    ) -> Result<Option<Arc<Resolved>>, ApiError> {
+        let key = (project.to_string(), function.to_string());
+        if let Some(found) = self.entries.read().expect("registry poisoned").get(&key) {
+            return Ok(Some(found.clone()));
+        }
+        let generation = self.generation.load(Ordering::Acquire);
+        let Some(project_row) = store.project(kumo_store::Scope::All, project).await? else {
+            return Ok(None);
+        };
+        let Some(function_row) = store.function(&project_row.id, function).await? else {
+            return Ok(None);
+        };
+        let resolved = Arc::new(load(store, project_row, function_row).await?);
+        let mut entries = self.entries.write().expect("registry poisoned");
+        if self.generation.load(Ordering::Acquire) == generation {
+            entries.insert(key, resolved.clone());
+        }
+        Ok(Some(resolved))
+    }
+
+    /// Forgets one function; its old instances drain and stop.
+    pub(crate) fn invalidate(&self, project: &str, function: &str) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        let removed = self
+            .entries
+            .write()
+            .expect("registry poisoned")
+            .remove(&(project.to_string(), function.to_string()));
+        self.retire(removed.into_iter());
+    }
+
+    /// Forgets every function of a project.
+    pub(crate) fn invalidate_project(&self, project: &str) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        let mut removed = Vec::new();
+        self.entries
+            .write()
+            .expect("registry poisoned")
+            .retain(|(p, _), v| {
+                if p == project {
+                    removed.push(v.clone());
+                    false
+                } else {
+                    true
+                }
+            });
+        self.retire(removed.into_iter());
+    }
+
+    fn retire(&self, removed: impl Iterator<Item = Arc<Resolved>>) {
+        for resolved in removed {
+            if let Some(spec) = &resolved.spec {
+                self.executor.retire(&spec.key);
+            }
+        }
+    }
+}
+
+async fn load(
+    store: &Store,
+    project: ProjectRow,
+    function: FunctionRow,
+) -> Result<Resolved, ApiError> {
+    let visibility = Visibility::parse(&function.visibility).unwrap_or(Visibility::Public);
+    let mut spec = None;
+    if let Some(version) = function.active_version
+        && let Some(deployment) = store.deployment(&function.id, version).await?
+    {
+        let runtime = Runtime::parse(&deployment.runtime).ok_or_else(|| {
+            ApiError::internal(
+                "loading a deployment",
+                format!("unknown runtime {}", deployment.runtime),
+            )
+        })?;
+        let manifest = deployment.manifest()?;
+        let files = store.files().clone();
+        let id = deployment.id.clone();
+        let code_dir = tokio::task::spawn_blocking(move || files.materialize(&id, &manifest))
+            .await
+            .map_err(|e| ApiError::internal("laying out a deployment", e))??;
+        let concurrency = usize::try_from(function.concurrency).unwrap_or(1).max(1);
+        spec = Some(Arc::new(DeploymentSpec {
+            key: format!(
+                "{}:{}:{}:{}",
+                deployment.id, function.timeout_ms, function.memory_mb, concurrency
+            ),
+            function_name: function.name.clone(),
+            version: deployment.version,
+            runtime,
+            code_dir,
+            entrypoint: deployment.entrypoint,
+            handler: deployment.handler,
+            timeout: Duration::from_millis(u64::try_from(function.timeout_ms).unwrap_or(1000)),
+            memory_mb: u64::try_from(function.memory_mb).unwrap_or(128),
+            concurrency,
+            env: Vec::new(),
+        }));
+    }
+    Ok(Resolved {
+        project_id: project.id,
+        project: project.name,
+        owner_id: project.owner_id,
+        function_id: function.id,
+        function: function.name,
+        visibility,
+        spec,
+    })
+}

@@ -1,0 +1,720 @@
+//! Persistence: accounts, projects, functions, deployments and runs in SQL,
+//! and function files in a content-addressed store on disk.
+//!
+//! SQLite (WAL) in the data dir is the default; the SQL is kept portable so
+//! that PostgreSQL can serve the same schema. Migrations are embedded and
+//! run at open. This crate knows nothing of HTTP or of running code; it
+//! hands out rows and paths.
+
+mod files;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{FromRow, SqlitePool};
+
+pub use files::{FileEntry, FileStore, Manifest};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("file store error at {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Which rows a caller may see: an owner's, or (admin) everyone's.
+#[derive(Debug, Clone, Copy)]
+pub enum Scope<'a> {
+    Owner(&'a str),
+    All,
+}
+
+impl Scope<'_> {
+    fn owner(&self) -> Option<&str> {
+        match self {
+            Scope::Owner(id) => Some(id),
+            Scope::All => None,
+        }
+    }
+}
+
+/// A new sortable id (ULID, lower-case).
+pub fn new_id() -> String {
+    ulid::Ulid::generate().to_string().to_ascii_lowercase()
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct UserRow {
+    pub id: String,
+    pub username: String,
+    pub password_hash: String,
+    pub is_admin: i64,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct TokenRow {
+    pub id: String,
+    pub user_id: String,
+    pub name: String,
+    pub prefix: String,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct ProjectRow {
+    pub id: String,
+    pub owner_id: String,
+    pub name: String,
+    pub description: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct FunctionRow {
+    pub id: String,
+    pub project_id: String,
+    pub name: String,
+    pub runtime: String,
+    pub timeout_ms: i64,
+    pub memory_mb: i64,
+    pub concurrency: i64,
+    pub visibility: String,
+    pub active_version: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// Settings of a function as stored.
+#[derive(Debug, Clone)]
+pub struct FunctionSettingsRow {
+    pub runtime: String,
+    pub timeout_ms: i64,
+    pub memory_mb: i64,
+    pub concurrency: i64,
+    pub visibility: String,
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct DeploymentRow {
+    pub id: String,
+    pub function_id: String,
+    pub version: i64,
+    pub runtime: String,
+    pub entrypoint: String,
+    pub handler: String,
+    pub content_hash: String,
+    pub manifest: String,
+    pub file_count: i64,
+    pub size_bytes: i64,
+    pub created_at: i64,
+}
+
+impl DeploymentRow {
+    pub fn manifest(&self) -> Result<Manifest> {
+        serde_json::from_str(&self.manifest)
+            .map_err(|e| StoreError::Corrupt(format!("manifest of deployment {}: {e}", self.id)))
+    }
+}
+
+/// What a new deployment stores.
+#[derive(Debug, Clone)]
+pub struct NewDeployment<'a> {
+    pub runtime: &'a str,
+    pub entrypoint: &'a str,
+    pub handler: &'a str,
+    pub content_hash: &'a str,
+    pub manifest: &'a Manifest,
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct InvocationRow {
+    pub id: String,
+    pub owner_id: String,
+    pub project_id: String,
+    pub function_id: String,
+    pub project: String,
+    pub function: String,
+    pub version: Option<i64>,
+    pub trigger_kind: String,
+    pub status: String,
+    pub input: Option<String>,
+    pub output: Option<String>,
+    pub error: Option<String>,
+    pub logs: String,
+    pub logs_truncated: i64,
+    pub duration_us: i64,
+    pub cold_start: i64,
+    pub created_at: i64,
+    pub finished_at: Option<i64>,
+}
+
+/// The store: a SQL pool and the file store.
+#[derive(Clone)]
+pub struct Store {
+    db: SqlitePool,
+    files: FileStore,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store and runs the migrations.
+    pub async fn open(data_dir: &Path, database_url: Option<&str>) -> Result<Store> {
+        let files = FileStore::open(data_dir)?;
+        let options = match database_url {
+            Some(url) => SqliteConnectOptions::from_str(url)?,
+            None => SqliteConnectOptions::new().filename(data_dir.join("kumo.db")),
+        }
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_secs(10));
+        let db = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations").run(&db).await?;
+        Ok(Store { db, files })
+    }
+
+    pub fn files(&self) -> &FileStore {
+        &self.files
+    }
+
+    pub async fn close(&self) {
+        self.db.close().await;
+    }
+
+    /// `PRAGMA integrity_check` result ("ok" when sound).
+    pub async fn integrity_check(&self) -> Result<String> {
+        let (result,): (String,) = sqlx::query_as("PRAGMA integrity_check")
+            .fetch_one(&self.db)
+            .await?;
+        Ok(result)
+    }
+
+    // ----- users and tokens -----
+
+    pub async fn user_count(&self) -> Result<i64> {
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users")
+            .fetch_one(&self.db)
+            .await?;
+        Ok(n)
+    }
+
+    pub async fn create_user(
+        &self,
+        username: &str,
+        password_hash: &str,
+        is_admin: bool,
+    ) -> Result<UserRow> {
+        let row = UserRow {
+            id: new_id(),
+            username: username.to_string(),
+            password_hash: password_hash.to_string(),
+            is_admin: i64::from(is_admin),
+            created_at: now_ms(),
+        };
+        sqlx::query("INSERT INTO users (id, username, password_hash, is_admin, created_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(&row.id)
+            .bind(&row.username)
+            .bind(&row.password_hash)
+            .bind(row.is_admin)
+            .bind(row.created_at)
+            .execute(&self.db)
+            .await
+            .map_err(|e| conflict(e, || format!("user '{username}' already exists")))?;
+        Ok(row)
+    }
+
+    pub async fn user_by_name(&self, username: &str) -> Result<Option<UserRow>> {
+        Ok(sqlx::query_as("SELECT * FROM users WHERE username = $1")
+            .bind(username)
+            .fetch_optional(&self.db)
+            .await?)
+    }
+
+    pub async fn create_token(
+        &self,
+        user_id: &str,
+        name: &str,
+        token_hash: &str,
+        prefix: &str,
+    ) -> Result<TokenRow> {
+        let row = TokenRow {
+            id: new_id(),
+            user_id: user_id.to_string(),
+            name: name.to_string(),
+            prefix: prefix.to_string(),
+            created_at: now_ms(),
+            last_used_at: None,
+        };
+        sqlx::query("INSERT INTO api_tokens (id, user_id, name, token_hash, prefix, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(&row.id)
+            .bind(&row.user_id)
+            .bind(&row.name)
+            .bind(token_hash)
+            .bind(&row.prefix)
+            .bind(row.created_at)
+            .execute(&self.db)
+            .await?;
+        Ok(row)
+    }
+
+    /// The user a token hash belongs to.
+    pub async fn user_by_token(&self, token_hash: &str) -> Result<Option<(UserRow, String)>> {
+        let row: Option<(String, String, String, i64, i64, String)> = sqlx::query_as(
+            "SELECT u.id, u.username, u.password_hash, u.is_admin, u.created_at, t.id \
+             FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.db)
+        .await?;
+        Ok(row.map(
+            |(id, username, password_hash, is_admin, created_at, token_id)| {
+                (
+                    UserRow {
+                        id,
+                        username,
+                        password_hash,
+                        is_admin,
+                        created_at,
+                    },
+                    token_id,
+                )
+            },
+        ))
+    }
+
+    pub async fn touch_token(&self, token_id: &str) -> Result<()> {
+        sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
+            .bind(now_ms())
+            .bind(token_id)
+            .execute(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn list_tokens(&self, user_id: &str) -> Result<Vec<TokenRow>> {
+        Ok(sqlx::query_as(
+            "SELECT id, user_id, name, prefix, created_at, last_used_at FROM api_tokens WHERE user_id = $1 ORDER BY id",
+        )
+        .bind(user_id)
+        .fetch_all(&self.db)
+        .await?)
+    }
+
+    /// Deletes a token of `user_id`; false when there was none.
+    pub async fn delete_token(&self, user_id: &str, token_id: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM api_tokens WHERE id = $1 AND user_id = $2")
+            .bind(token_id)
+            .bind(user_id)
+            .execute(&self.db)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    // ----- projects -----
+
+    pub async fn create_project(
+        &self,
+        owner_id: &str,
+        name: &str,
+        description: &str,
+    ) -> Result<ProjectRow> {
+        let row = ProjectRow {
+            id: new_id(),
+            owner_id: owner_id.to_string(),
+            name: name.to_string(),
+            description: description.to_string(),
+            created_at: now_ms(),
+        };
+        sqlx::query("INSERT INTO projects (id, owner_id, name, description, created_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(&row.id)
+            .bind(&row.owner_id)
+            .bind(&row.name)
+            .bind(&row.description)
+            .bind(row.created_at)
+            .execute(&self.db)
+            .await
+            .map_err(|e| conflict(e, || format!("a project named '{name}' already exists")))?;
+        Ok(row)
+    }
+
+    /// A project by name, if `scope` may see it.
+    pub async fn project(&self, scope: Scope<'_>, name: &str) -> Result<Option<ProjectRow>> {
+        Ok(sqlx::query_as(
+            "SELECT * FROM projects WHERE name = $1 AND ($2 IS NULL OR owner_id = $2)",
+        )
+        .bind(name)
+        .bind(scope.owner())
+        .fetch_optional(&self.db)
+        .await?)
+    }
+
+    /// Projects ordered by name, after `cursor`.
+    pub async fn list_projects(
+        &self,
+        scope: Scope<'_>,
+        cursor: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<ProjectRow>> {
+        Ok(sqlx::query_as(
+            "SELECT * FROM projects WHERE ($1 IS NULL OR owner_id = $1) AND ($2 IS NULL OR name > $2) ORDER BY name LIMIT $3",
+        )
+        .bind(scope.owner())
+        .bind(cursor)
+        .bind(limit)
+        .fetch_all(&self.db)
+        .await?)
+    }
+
+    pub async fn update_project(&self, project_id: &str, description: &str) -> Result<()> {
+        sqlx::query("UPDATE projects SET description = $1 WHERE id = $2")
+            .bind(description)
+            .bind(project_id)
+            .execute(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes a project with its functions, deployments and runs.
+    pub async fn delete_project(&self, project_id: &str) -> Result<()> {
+        let mut tx = self.db.begin().await?;
+        sqlx::query("DELETE FROM invocations WHERE project_id = $1")
+            .bind(project_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM projects WHERE id = $1")
+            .bind(project_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    // ----- functions -----
+
+    pub async fn function(&self, project_id: &str, name: &str) -> Result<Option<FunctionRow>> {
+        Ok(sqlx::query_as(
+            "SELECT id, project_id, name, runtime, timeout_ms, memory_mb, concurrency, visibility, active_version, created_at, updated_at \
+             FROM functions WHERE project_id = $1 AND name = $2",
+        )
+        .bind(project_id)
+        .bind(name)
+        .fetch_optional(&self.db)
+        .await?)
+    }
+
+    pub async fn list_functions(
+        &self,
+        project_id: &str,
+        cursor: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<FunctionRow>> {
+        Ok(sqlx::query_as(
+            "SELECT id, project_id, name, runtime, timeout_ms, memory_mb, concurrency, visibility, active_version, created_at, updated_at \
+             FROM functions WHERE project_id = $1 AND ($2 IS NULL OR name > $2) ORDER BY name LIMIT $3",
+        )
+        .bind(project_id)
+        .bind(cursor)
+        .bind(limit)
+        .fetch_all(&self.db)
+        .await?)
+    }
+
+    pub async fn create_function(
+        &self,
+        project_id: &str,
+        name: &str,
+        settings: &FunctionSettingsRow,
+    ) -> Result<FunctionRow> {
+        let now = now_ms();
+        let row = FunctionRow {
+            id: new_id(),
+            project_id: project_id.to_string(),
+            name: name.to_string(),
+            runtime: settings.runtime.clone(),
+            timeout_ms: settings.timeout_ms,
+            memory_mb: settings.memory_mb,
+            concurrency: settings.concurrency,
+            visibility: settings.visibility.clone(),
+            active_version: None,
+            created_at: now,
+            updated_at: now,
+        };
+        sqlx::query(
+            "INSERT INTO functions (id, project_id, name, runtime, timeout_ms, memory_mb, concurrency, visibility, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(&row.id)
+        .bind(&row.project_id)
+        .bind(&row.name)
+        .bind(&row.runtime)
+        .bind(row.timeout_ms)
+        .bind(row.memory_mb)
+        .bind(row.concurrency)
+        .bind(&row.visibility)
+        .bind(row.created_at)
+        .bind(row.updated_at)
+        .execute(&self.db)
+        .await
+        .map_err(|e| conflict(e, || format!("a function named '{name}' already exists in this project")))?;
+        Ok(row)
+    }
+
+    pub async fn update_function(
+        &self,
+        function_id: &str,
+        settings: &FunctionSettingsRow,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE functions SET runtime = $1, timeout_ms = $2, memory_mb = $3, concurrency = $4, visibility = $5, updated_at = $6 WHERE id = $7",
+        )
+        .bind(&settings.runtime)
+        .bind(settings.timeout_ms)
+        .bind(settings.memory_mb)
+        .bind(settings.concurrency)
+        .bind(&settings.visibility)
+        .bind(now_ms())
+        .bind(function_id)
+        .execute(&self.db)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn delete_function(&self, function_id: &str) -> Result<()> {
+        let mut tx = self.db.begin().await?;
+        sqlx::query("DELETE FROM invocations WHERE function_id = $1")
+            .bind(function_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM functions WHERE id = $1")
+            .bind(function_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    // ----- deployments -----
+
+    /// Stores a new version of a function and makes it active, atomically;
+    /// settings (if given) are updated in the same transaction.
+    pub async fn create_deployment(
+        &self,
+        function_id: &str,
+        new: &NewDeployment<'_>,
+        settings: Option<&FunctionSettingsRow>,
+    ) -> Result<DeploymentRow> {
+        let manifest =
+            serde_json::to_string(new.manifest).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut tx = self.db.begin().await?;
+        // Taking the version number and bumping it in one statement keeps
+        // two concurrent deploys from sharing a number.
+        let (version,): (i64,) = sqlx::query_as(
+            "UPDATE functions SET next_version = next_version + 1, updated_at = $1 WHERE id = $2 RETURNING next_version - 1",
+        )
+        .bind(now_ms())
+        .bind(function_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let row = DeploymentRow {
+            id: new_id(),
+            function_id: function_id.to_string(),
+            version,
+            runtime: new.runtime.to_string(),
+            entrypoint: new.entrypoint.to_string(),
+            handler: new.handler.to_string(),
+            content_hash: new.content_hash.to_string(),
+            manifest,
+            file_count: new.manifest.files.len() as i64,
+            size_bytes: new.manifest.files.iter().map(|f| f.size as i64).sum(),
+            created_at: now_ms(),
+        };
+        sqlx::query(
+            "INSERT INTO deployments (id, function_id, version, runtime, entrypoint, handler, content_hash, manifest, file_count, size_bytes, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(&row.id)
+        .bind(&row.function_id)
+        .bind(row.version)
+        .bind(&row.runtime)
+        .bind(&row.entrypoint)
+        .bind(&row.handler)
+        .bind(&row.content_hash)
+        .bind(&row.manifest)
+        .bind(row.file_count)
+        .bind(row.size_bytes)
+        .bind(row.created_at)
+        .execute(&mut *tx)
+        .await?;
+        if let Some(s) = settings {
+            sqlx::query("UPDATE functions SET runtime = $1, timeout_ms = $2, memory_mb = $3, concurrency = $4, visibility = $5 WHERE id = $6")
+                .bind(&s.runtime)
+                .bind(s.timeout_ms)
+                .bind(s.memory_mb)
+                .bind(s.concurrency)
+                .bind(&s.visibility)
+                .bind(function_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("UPDATE functions SET active_version = $1 WHERE id = $2")
+            .bind(version)
+            .bind(function_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(row)
+    }
+
+    pub async fn deployment(
+        &self,
+        function_id: &str,
+        version: i64,
+    ) -> Result<Option<DeploymentRow>> {
+        Ok(
+            sqlx::query_as("SELECT * FROM deployments WHERE function_id = $1 AND version = $2")
+                .bind(function_id)
+                .bind(version)
+                .fetch_optional(&self.db)
+                .await?,
+        )
+    }
+
+    /// Versions newest first, before `cursor` (a version number).
+    pub async fn list_deployments(
+        &self,
+        function_id: &str,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<DeploymentRow>> {
+        Ok(sqlx::query_as(
+            "SELECT * FROM deployments WHERE function_id = $1 AND ($2 IS NULL OR version < $2) ORDER BY version DESC LIMIT $3",
+        )
+        .bind(function_id)
+        .bind(before)
+        .bind(limit)
+        .fetch_all(&self.db)
+        .await?)
+    }
+
+    pub async fn set_active_version(&self, function_id: &str, version: i64) -> Result<()> {
+        sqlx::query("UPDATE functions SET active_version = $1, updated_at = $2 WHERE id = $3")
+            .bind(version)
+            .bind(now_ms())
+            .bind(function_id)
+            .execute(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    // ----- invocations -----
+
+    /// Writes runs (new or updated) in one transaction.
+    pub async fn upsert_invocations(&self, rows: &[InvocationRow]) -> Result<()> {
+        let mut tx = self.db.begin().await?;
+        for r in rows {
+            sqlx::query(
+                "INSERT INTO invocations (id, owner_id, project_id, function_id, project, function, version, trigger_kind, status, input, output, error, logs, logs_truncated, duration_us, cold_start, created_at, finished_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
+                 ON CONFLICT (id) DO UPDATE SET version = excluded.version, status = excluded.status, output = excluded.output, error = excluded.error, \
+                 logs = excluded.logs, logs_truncated = excluded.logs_truncated, duration_us = excluded.duration_us, cold_start = excluded.cold_start, finished_at = excluded.finished_at",
+            )
+            .bind(&r.id)
+            .bind(&r.owner_id)
+            .bind(&r.project_id)
+            .bind(&r.function_id)
+            .bind(&r.project)
+            .bind(&r.function)
+            .bind(r.version)
+            .bind(&r.trigger_kind)
+            .bind(&r.status)
+            .bind(&r.input)
+            .bind(&r.output)
+            .bind(&r.error)
+            .bind(&r.logs)
+            .bind(r.logs_truncated)
+            .bind(r.duration_us)
+            .bind(r.cold_start)
+            .bind(r.created_at)
+            .bind(r.finished_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn invocation(&self, scope: Scope<'_>, id: &str) -> Result<Option<InvocationRow>> {
+        Ok(sqlx::query_as(
+            "SELECT * FROM invocations WHERE id = $1 AND ($2 IS NULL OR owner_id = $2)",
+        )
+        .bind(id)
+        .bind(scope.owner())
+        .fetch_optional(&self.db)
+        .await?)
+    }
+
+    /// Runs of a function, newest first, older than `before` (a run id).
+    pub async fn list_invocations(
+        &self,
+        function_id: &str,
+        before: Option<&str>,
+        since_ms: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<InvocationRow>> {
+        Ok(sqlx::query_as(
+            "SELECT * FROM invocations WHERE function_id = $1 AND ($2 IS NULL OR id < $2) AND ($3 IS NULL OR created_at >= $3) \
+             ORDER BY id DESC LIMIT $4",
+        )
+        .bind(function_id)
+        .bind(before)
+        .bind(since_ms)
+        .bind(limit)
+        .fetch_all(&self.db)
+        .await?)
+    }
+
+    /// Runs left `queued` or `running` (e.g. by a crash), oldest first.
+    pub async fn unfinished_invocations(&self) -> Result<Vec<InvocationRow>> {
+        Ok(sqlx::query_as(
+            "SELECT * FROM invocations WHERE status IN ('queued', 'running') ORDER BY id",
+        )
+        .fetch_all(&self.db)
+        .await?)
+    }
+}
+
+/// Turns a unique-constraint violation into [`StoreError::Conflict`].
+fn conflict(e: sqlx::Error, message: impl FnOnce() -> String) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(message()),
+        _ => StoreError::Db(e),
+    }
+}

@@ -1,0 +1,329 @@
+//! The types that cross the wire: API requests, responses and error codes.
+//!
+//! One definition shared by the server, the client and the CLI. This crate
+//! holds plain data and validation rules only; it does no I/O and knows
+//! nothing of HTTP frameworks or storage.
+
+mod error;
+mod limits;
+mod names;
+
+pub use error::{ErrorBody, ErrorCode, ErrorDetail};
+pub use limits::Limits;
+pub use names::{validate_entrypoint, validate_handler, validate_name, validate_relative_path};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+/// A page of a list endpoint: the items and the cursor of the next page.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Pass as `?cursor=` to get the next page; `null` on the last page.
+    pub next: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub username: String,
+    pub password: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TokenResponse {
+    /// The secret token; shown once, never again.
+    pub token: String,
+    pub id: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Me {
+    pub id: String,
+    pub username: String,
+    pub is_admin: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    /// A label to recognise the token by.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// An API token as listed; the secret itself is never shown again.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ApiToken {
+    pub id: String,
+    pub name: String,
+    /// The first characters of the token, to tell tokens apart.
+    pub prefix: String,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateProject {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateProject {
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Project {
+    pub name: String,
+    pub description: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Visibility {
+    Public,
+    Private,
+}
+
+impl Visibility {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Visibility::Public => "public",
+            Visibility::Private => "private",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "public" => Some(Visibility::Public),
+            "private" => Some(Visibility::Private),
+            _ => None,
+        }
+    }
+}
+
+/// Function settings; every field optional in requests (absent = keep).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FunctionSettings {
+    pub timeout_ms: Option<u64>,
+    pub memory_mb: Option<u64>,
+    pub concurrency: Option<u64>,
+    pub visibility: Option<Visibility>,
+}
+
+/// `POST …/functions`: create a function without code.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateFunction {
+    pub name: String,
+    #[serde(default)]
+    pub runtime: Option<String>,
+    #[serde(flatten)]
+    pub settings: FunctionSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Function {
+    pub name: String,
+    pub project: String,
+    pub runtime: String,
+    pub timeout_ms: u64,
+    pub memory_mb: u64,
+    pub concurrency: u64,
+    pub visibility: Visibility,
+    /// The version that serves calls; `null` before the first deployment.
+    pub active_version: Option<i64>,
+    /// The public URL path of the function.
+    pub url: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// `POST …/deployments` with a JSON body.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeployRequest {
+    /// `python` (default).
+    #[serde(default)]
+    pub runtime: Option<String>,
+    /// The file that holds the handler; default `main.py`.
+    #[serde(default)]
+    pub entrypoint: Option<String>,
+    /// The handler's name in the entrypoint; default `handler`.
+    #[serde(default)]
+    pub handler: Option<String>,
+    /// Path → file contents (UTF-8 text).
+    pub files: std::collections::BTreeMap<String, String>,
+    #[serde(flatten)]
+    pub settings: FunctionSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Deployment {
+    pub version: i64,
+    pub runtime: String,
+    pub entrypoint: String,
+    pub handler: String,
+    /// SHA-256 over the files and the code settings.
+    pub content_hash: String,
+    pub file_count: i64,
+    pub size_bytes: i64,
+    pub active: bool,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DeployResponse {
+    pub function: String,
+    pub version: i64,
+    pub content_hash: String,
+    /// `active` once the version serves calls.
+    pub status: String,
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    TimedOut,
+    OutOfMemory,
+    Crashed,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Queued => "queued",
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::TimedOut => "timed_out",
+            RunStatus::OutOfMemory => "out_of_memory",
+            RunStatus::Crashed => "crashed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "queued" => RunStatus::Queued,
+            "running" => RunStatus::Running,
+            "succeeded" => RunStatus::Succeeded,
+            "failed" => RunStatus::Failed,
+            "timed_out" => RunStatus::TimedOut,
+            "out_of_memory" => RunStatus::OutOfMemory,
+            "crashed" => RunStatus::Crashed,
+            _ => return None,
+        })
+    }
+
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, RunStatus::Queued | RunStatus::Running)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    Http,
+    Api,
+    Async,
+    Cron,
+    Replay,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Http => "http",
+            Trigger::Api => "api",
+            Trigger::Async => "async",
+            Trigger::Cron => "cron",
+            Trigger::Replay => "replay",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "http" => Trigger::Http,
+            "api" => Trigger::Api,
+            "async" => Trigger::Async,
+            "cron" => Trigger::Cron,
+            "replay" => Trigger::Replay,
+            _ => return None,
+        })
+    }
+}
+
+/// Why a run failed, as the owner sees it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct RunError {
+    /// The exception's type, or a Kumo condition such as `Timeout`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub message: String,
+    #[serde(default)]
+    pub traceback: String,
+}
+
+/// The answer of a synchronous invoke.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct InvokeResponse {
+    pub id: String,
+    pub status: RunStatus,
+    /// The handler's return value.
+    pub output: Option<Value>,
+    pub error: Option<RunError>,
+    pub logs: String,
+    pub duration_ms: f64,
+    pub cold_start: bool,
+    pub version: Option<i64>,
+}
+
+/// `202` answer of `?async=true`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AsyncAccepted {
+    pub id: String,
+    pub status: RunStatus,
+}
+
+/// One run, as stored.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Invocation {
+    pub id: String,
+    pub project: String,
+    pub function: String,
+    pub version: Option<i64>,
+    pub trigger: Trigger,
+    pub status: RunStatus,
+    pub input: Option<Value>,
+    pub output: Option<Value>,
+    pub error: Option<RunError>,
+    pub logs: String,
+    pub logs_truncated: bool,
+    pub duration_ms: f64,
+    pub cold_start: bool,
+    pub created_at: i64,
+    pub finished_at: Option<i64>,
+}
+
+/// One line of a function's logs.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LogLine {
+    /// The run that wrote the line.
+    pub run_id: String,
+    /// When the run started (Unix milliseconds).
+    pub time: i64,
+    pub line: String,
+}

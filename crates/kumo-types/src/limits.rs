@@ -1,0 +1,52 @@
+//! The platform's limits: every default of DESIGN.md defined once.
+
+/// Defaults and caps; the server may lower or raise the caps.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Default call timeout.
+    pub timeout_ms: u64,
+    /// Largest timeout a function may ask for.
+    pub max_timeout_ms: u64,
+    /// Default memory per instance.
+    pub memory_mb: u64,
+    /// Largest memory a function may ask for.
+    pub max_memory_mb: u64,
+    /// Default concurrent calls per function.
+    pub concurrency: u64,
+    /// Largest concurrency a function may ask for.
+    pub max_concurrency: u64,
+    /// Request and response body limit.
+    pub body_bytes: usize,
+    /// Logs kept per invocation.
+    pub log_bytes: usize,
+    /// Deployment size, unpacked.
+    pub deployment_bytes: usize,
+    /// Files per deployment.
+    pub deployment_files: usize,
+    /// Processes and threads per instance.
+    pub pids: u64,
+    /// Open descriptors per instance.
+    pub open_files: u64,
+    /// Size of /tmp per instance.
+    pub tmp_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            timeout_ms: 30_000,
+            max_timeout_ms: 900_000,
+            memory_mb: 128,
+            max_memory_mb: 4096,
+            concurrency: 10,
+            max_concurrency: 100,
+            body_bytes: 6 * 1024 * 1024,
+            log_bytes: 256 * 1024,
+            deployment_bytes: 50 * 1024 * 1024,
+            deployment_files: 1000,
+            pids: 128,
+            open_files: 1024,
+            tmp_bytes: 64 * 1024 * 1024,
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! Validation of names and paths that users choose.
+
+/// Project and function names: DNS-label style, 1–63 characters of
+/// `a-z`, `0-9` and `-`, starting with a letter, not ending with `-`.
+pub fn validate_name(kind: &str, name: &str) -> Result<(), String> {
+    let bad = |why: &str| Err(format!("invalid {kind} name '{}': {why}", preview(name)));
+    if name.is_empty() {
+        return bad("must not be empty");
+    }
+    if name.len() > 63 {
+        return bad("must be at most 63 characters");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        return bad("use only lower-case letters, digits and '-'");
+    }
+    if !name.as_bytes()[0].is_ascii_lowercase() {
+        return bad("must start with a letter");
+    }
+    if name.ends_with('-') {
+        return bad("must not end with '-'");
+    }
+    Ok(())
+}
+
+/// A file path inside a deployment: relative, `/`-separated, no `..`,
+/// no empty or `.` segments, no control characters, at most 255 bytes.
+pub fn validate_relative_path(path: &str) -> Result<(), String> {
+    let bad = |why: &str| Err(format!("invalid file path '{}': {why}", preview(path)));
+    if path.is_empty() {
+        return bad("must not be empty");
+    }
+    if path.len() > 255 {
+        return bad("must be at most 255 bytes");
+    }
+    if path.starts_with('/') {
+        return bad("must be relative");
+    }
+    if path.chars().any(|c| c.is_control() || c == '\\') {
+        return bad("must not contain control characters or '\\'");
+    }
+    for segment in path.split('/') {
+        match segment {
+            "" => return bad("must not contain empty segments"),
+            "." | ".." => return bad("must not contain '.' or '..' segments"),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// A Python entrypoint: a relative path to a `.py` file.
+pub fn validate_entrypoint(runtime: &str, entrypoint: &str) -> Result<(), String> {
+    validate_relative_path(entrypoint)?;
+    if runtime == "python" && !entrypoint.ends_with(".py") {
+        return Err(format!(
+            "entrypoint '{}' must be a .py file",
+            preview(entrypoint)
+        ));
+    }
+    Ok(())
+}
+
+/// A handler name: a dotted Python identifier such as `handler` or `app.handle`.
+pub fn validate_handler(handler: &str) -> Result<(), String> {
+    let ok = !handler.is_empty()
+        && handler.len() <= 128
+        && handler.split('.').all(|part| {
+            let mut chars = part.chars();
+            matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+                && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid handler '{}': use an identifier such as 'handler'",
+            preview(handler)
+        ))
+    }
+}
+
+fn preview(s: &str) -> String {
+    let mut out: String = s.chars().take(64).collect();
+    if out.len() < s.len() {
+        out.push('…');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(validate_name("project", "hello-world1").is_ok());
+        for bad in ["", "Hello", "1abc", "abc-", "a_b", "a.b", &"a".repeat(64)] {
+            assert!(validate_name("project", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn paths() {
+        assert!(validate_relative_path("main.py").is_ok());
+        assert!(validate_relative_path("pkg/mod.py").is_ok());
+        for bad in [
+            "",
+            "/etc/passwd",
+            "../x",
+            "a/../b",
+            "a//b",
+            "./a",
+            "a\0b",
+            "a\\b",
+        ] {
+            assert!(validate_relative_path(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn handlers() {
+        assert!(validate_handler("handler").is_ok());
+        assert!(validate_handler("app.handle").is_ok());
+        for bad in ["", "1x", "a-b", "a..b", "a b"] {
+            assert!(validate_handler(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! `kumo`: the server and the command-line client in one binary.
+//!
+//! This crate is the CLI definition and glue only; the server lives in
+//! `kumo-server`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use kumo_server::config::{self, Config};
+
+#[derive(Parser)]
+#[command(
+    name = "kumo",
+    version,
+    about = "Self-hosted serverless functions: from code to a live, sandboxed endpoint"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the Kumo server.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to listen on (`127.0.0.1:0` picks a free port).
+    #[arg(long, default_value = config::DEFAULT_LISTEN, env = "KUMO_LISTEN")]
+    listen: SocketAddr,
+    /// Directory for the database, function files and runners.
+    #[arg(long, default_value = config::DEFAULT_DATA_DIR, env = "KUMO_DATA_DIR")]
+    data_dir: PathBuf,
+    /// Database URL (default: SQLite in the data dir).
+    #[arg(long, env = "KUMO_DATABASE_URL")]
+    database_url: Option<String>,
+    /// The Python interpreter for Python functions (default: the fastest found).
+    #[arg(long, env = "KUMO_PYTHON")]
+    python: Option<PathBuf>,
+    /// Base URL to show for functions (default: from the listen address).
+    #[arg(long, env = "KUMO_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// How long an idle instance stays warm, in milliseconds.
+    #[arg(long, default_value_t = config::DEFAULT_KEEP_ALIVE_MS, env = "KUMO_KEEP_ALIVE_MS")]
+    keep_alive_ms: u64,
+    /// How long a call waits for a free slot before 429, in milliseconds.
+    #[arg(long, default_value_t = config::DEFAULT_QUEUE_TIMEOUT_MS, env = "KUMO_QUEUE_TIMEOUT_MS")]
+    queue_timeout_ms: u64,
+    /// How long shutdown waits for calls in flight, in milliseconds.
+    #[arg(long, default_value_t = config::DEFAULT_DRAIN_TIMEOUT_MS, env = "KUMO_DRAIN_TIMEOUT_MS")]
+    drain_timeout_ms: u64,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve(args),
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("KUMO_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = Config {
+        data_dir: args.data_dir,
+        database_url: args.database_url,
+        python: args.python,
+        public_url: args.public_url,
+        bootstrap_token: std::env::var("KUMO_BOOTSTRAP_TOKEN").ok(),
+        keep_alive: Duration::from_millis(args.keep_alive_ms),
+        queue_timeout: Duration::from_millis(args.queue_timeout_ms),
+        drain_timeout: Duration::from_millis(args.drain_timeout_ms),
+        ..Config::default()
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("binding {}", args.listen))?;
+        kumo_server::serve(config, listener, shutdown_signal()).await
+    })
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
