@@ -1,6 +1,7 @@
 //! One running runner: start it, load the code, call it, capture its output.
 
 use std::io;
+use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use kumo_runtimes::protocol::{
@@ -12,6 +13,11 @@ use tokio::net::unix::pipe::Receiver;
 use crate::logs::LogCapture;
 use crate::{DeploymentSpec, ExecutorConfig};
 
+/// Where a sandbox mounts the deployment's files.
+pub(crate) const CODE_DIR: &str = "/code";
+/// Where a sandbox mounts the runner sources.
+pub(crate) const RUNNER_DIR: &str = "/kumo";
+
 /// How a call on an instance ended, before it becomes a run record.
 pub(crate) enum CallEnd {
     /// The runner answered; the instance may be reused.
@@ -20,6 +26,8 @@ pub(crate) enum CallEnd {
     TimedOut,
     /// The runner died or broke the protocol; the instance is gone.
     Crashed(String),
+    /// The instance hit its memory limit (MiB) and was killed.
+    OutOfMemory(u64),
 }
 
 pub(crate) struct Instance {
@@ -47,28 +55,54 @@ impl Instance {
         config: &ExecutorConfig,
         logs: &mut LogCapture,
     ) -> Result<Instance, StartError> {
-        let (program, args) = config.toolchain.runner_command(spec.runtime);
+        let isolated = config.sandbox.isolation() == kumo_sandbox::Isolation::Namespaces;
+        // Inside a sandbox the code and the runner sit at fixed paths.
+        let (code_dir, runner_dir) = if isolated {
+            (PathBuf::from(CODE_DIR), PathBuf::from(RUNNER_DIR))
+        } else {
+            (spec.code_dir.clone(), config.toolchain.runner_dir.clone())
+        };
+        let (program, args) = config.toolchain.runner_command(spec.runtime, &runner_dir);
         let mut env: Vec<(std::ffi::OsString, std::ffi::OsString)> = vec![
             ("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()),
             ("LANG".into(), "C.UTF-8".into()),
             ("HOME".into(), "/tmp".into()),
+            ("TMPDIR".into(), "/tmp".into()),
             ("KUMO_FUNCTION".into(), spec.function_name.clone().into()),
             ("KUMO_VERSION".into(), spec.version.to_string().into()),
             ("KUMO_MEMORY_MB".into(), spec.memory_mb.to_string().into()),
         ];
         env.extend(spec.env.iter().map(|(k, v)| (k.into(), v.into())));
+        let mut mounts: Vec<(PathBuf, PathBuf)> = config
+            .toolchain
+            .runtime_paths(spec.runtime)
+            .iter()
+            .map(|p| (p.clone(), p.clone()))
+            .collect();
+        mounts.push((
+            config.toolchain.runner_dir.clone(),
+            PathBuf::from(RUNNER_DIR),
+        ));
+        mounts.push((spec.code_dir.clone(), PathBuf::from(CODE_DIR)));
         let sandbox_spec = kumo_sandbox::Spec {
             program,
             args,
             env,
-            cwd: spec.code_dir.clone(),
+            cwd: code_dir.clone(),
+            mounts,
             limits: kumo_sandbox::Limits {
                 open_files: config.open_files,
-                file_size_bytes: config.file_size_bytes,
+                file_size_bytes: config.tmp_bytes,
+                memory_bytes: spec.memory_mb * 1024 * 1024,
+                cpu_millicores: config.cpu_millicores,
+                pids: config.pids,
+                tmp_bytes: config.tmp_bytes,
             },
         };
-        let process =
-            kumo_sandbox::spawn(&sandbox_spec).map_err(|e| StartError::Spawn(e.to_string()))?;
+        let process = config
+            .sandbox
+            .spawn(&sandbox_spec)
+            .map_err(|e| StartError::Spawn(e.to_string()))?;
         let mut instance = Instance {
             handle: process.handle,
             channel: process.channel,
@@ -92,7 +126,7 @@ impl Instance {
             Err(end) => return Err(StartError::Load(instance.finish_failed(end, logs).await)),
         }
 
-        let code_dir = spec.code_dir.to_string_lossy();
+        let code_dir = code_dir.to_string_lossy();
         let load = protocol::encode(&Load::new(&code_dir, &spec.entrypoint, &spec.handler));
         match instance.exchange(Some(&load), logs, deadline).await {
             Ok(RunnerMessage::Loaded) => Ok(instance),
@@ -247,6 +281,15 @@ impl Instance {
 
     pub(crate) fn kill(&mut self) {
         self.handle.kill();
+    }
+
+    /// Resource use so far (sandboxed instances only).
+    pub(crate) fn usage(&self) -> Option<kumo_sandbox::Usage> {
+        self.handle.usage()
+    }
+
+    pub(crate) fn reset_peak_memory(&self) {
+        self.handle.reset_peak_memory();
     }
 }
 

@@ -33,6 +33,8 @@ pub use kumo_runtimes::python::{CheckError, SyntaxIssue};
 #[derive(Debug, Clone)]
 pub struct ExecutorConfig {
     pub toolchain: Toolchain,
+    /// Starts instances, isolated or not.
+    pub sandbox: Arc<kumo_sandbox::Sandbox>,
     /// How long an idle instance is kept before it is stopped.
     pub keep_alive: Duration,
     /// How long a call waits for a free slot before `Overloaded`.
@@ -44,7 +46,12 @@ pub struct ExecutorConfig {
     /// Log bytes kept per call.
     pub log_bytes: usize,
     pub open_files: u64,
-    pub file_size_bytes: u64,
+    /// Size of each instance's /tmp, and the largest file it may write.
+    pub tmp_bytes: u64,
+    /// CPU per instance, in thousandths of a core.
+    pub cpu_millicores: u64,
+    /// Processes and threads per instance.
+    pub pids: u64,
 }
 
 /// Everything needed to run one deployment with one set of settings.
@@ -77,6 +84,10 @@ pub struct Outcome {
     pub logs_truncated: bool,
     pub duration: Duration,
     pub cold_start: bool,
+    /// CPU time of the call, where the sandbox measures it.
+    pub cpu_time: Option<Duration>,
+    /// Peak memory of the instance during the call, where measured.
+    pub peak_memory_bytes: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -169,11 +180,23 @@ impl Executor {
         };
 
         pool.busy.fetch_add(1, Ordering::AcqRel);
+        let before = instance.usage();
+        if !cold_start {
+            instance.reset_peak_memory();
+        }
         let deadline = Instant::now() + spec.timeout;
-        let end = instance
+        let mut end = instance
             .call(spec, run_id, event, deadline, &mut logs)
             .await;
         pool.busy.fetch_sub(1, Ordering::AcqRel);
+        let after = instance.usage();
+        // A runner that died while its cgroup's OOM killer struck ran out
+        // of memory; say so instead of "crashed".
+        if let (CallEnd::Crashed(_), Some(b), Some(a)) = (&end, before, after)
+            && a.oom_kills > b.oom_kills
+        {
+            end = CallEnd::OutOfMemory(spec.memory_mb);
+        }
         let reusable = matches!(end, CallEnd::Answered(_));
         if reusable
             && !pool.retired.load(Ordering::Acquire)
@@ -183,7 +206,13 @@ impl Executor {
         } else {
             instance.kill();
         }
-        Ok(outcome(end, logs, started, cold_start, spec.timeout))
+        let mut result = outcome(end, logs, started, cold_start, spec.timeout);
+        if let (Some(b), Some(a)) = (before, after) {
+            let base = if cold_start { 0 } else { b.cpu_ns };
+            result.cpu_time = Some(Duration::from_nanos(a.cpu_ns.saturating_sub(base)));
+            result.peak_memory_bytes = Some(a.peak_memory_bytes);
+        }
+        Ok(result)
     }
 
     /// Stops the instances of a spec that no longer serves (a new version
@@ -416,6 +445,15 @@ fn outcome(
                 traceback: String::new(),
             }),
         ),
+        CallEnd::OutOfMemory(mb) => (
+            RunStatus::OutOfMemory,
+            None,
+            Some(RunError {
+                kind: "OutOfMemory".into(),
+                message: format!("the instance ran out of memory (limit {mb} MiB) and was killed"),
+                traceback: String::new(),
+            }),
+        ),
         CallEnd::Crashed(why) => (
             RunStatus::Crashed,
             None,
@@ -434,5 +472,7 @@ fn outcome(
         logs_truncated,
         duration: started.elapsed(),
         cold_start,
+        cpu_time: None,
+        peak_memory_bytes: None,
     }
 }

@@ -16,6 +16,7 @@ pub const RUNNER_SOURCE: &str = include_str!("../../../runners/python/kumo_runne
 pub const CHECK_SOURCE: &str = include_str!("../../../runners/python/kumo_check.py");
 
 pub const RUNNER_FILE: &str = "kumo_runner.py";
+pub const RUNNER_PYC: &str = "kumo_runner.pyc";
 pub const CHECK_FILE: &str = "kumo_check.py";
 
 /// Interpreters tried in order when none is configured. Versioned system
@@ -41,6 +42,108 @@ pub(crate) fn write_sources(dir: &Path) -> std::io::Result<()> {
         std::fs::rename(&tmp, &path)?;
     }
     Ok(())
+}
+
+/// Compiles the runner to bytecode once, so no instance has to.
+pub(crate) fn precompile(interpreter: &Path, dir: &Path) {
+    let source = dir.join(RUNNER_FILE);
+    let target = dir.join(RUNNER_PYC);
+    let _ = std::fs::remove_file(&target);
+    let status = std::process::Command::new(interpreter)
+        .args(["-I", "-S", "-c", "import py_compile, sys; py_compile.compile(sys.argv[1], cfile=sys.argv[2], doraise=True)"])
+        .arg(&source)
+        .arg(&target)
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status();
+    if !matches!(status, Ok(s) if s.success()) {
+        tracing::warn!(
+            "could not precompile the Python runner; instances will compile it at start"
+        );
+        let _ = std::fs::remove_file(&target);
+    }
+}
+
+/// The host paths the interpreter needs: itself, its standard library and
+/// every directory its shared libraries (and those of its extension
+/// modules) load from, as the dynamic loader sees them.
+pub(crate) fn runtime_paths(interpreter: &Path) -> Vec<PathBuf> {
+    let mut paths: std::collections::BTreeSet<PathBuf> = std::collections::BTreeSet::new();
+    paths.insert(interpreter.to_path_buf());
+    let out = std::process::Command::new(interpreter)
+        .args([
+            "-I",
+            "-S",
+            "-c",
+            "import sys, sysconfig, os\nfor k in ('stdlib', 'platstdlib'): print(sysconfig.get_path(k))\nprint(os.path.join(sysconfig.get_path('platstdlib'), 'lib-dynload'))",
+        ])
+        .env_clear()
+        .stdin(Stdio::null())
+        .output();
+    let mut binaries = vec![interpreter.to_path_buf()];
+    if let Ok(out) = out {
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let path = PathBuf::from(line.trim());
+            let Ok(real) = std::fs::canonicalize(&path) else {
+                continue;
+            };
+            if real.ends_with("lib-dynload") {
+                if let Ok(entries) = std::fs::read_dir(&real) {
+                    binaries.extend(
+                        entries
+                            .flatten()
+                            .map(|e| e.path())
+                            .filter(|p| p.extension().is_some_and(|x| x == "so")),
+                    );
+                }
+            }
+            paths.insert(real);
+        }
+    }
+    // Every library the loader resolves, by the path it uses and by the
+    // real path behind it (merged-/usr hosts differ).
+    let ldd = std::process::Command::new("ldd")
+        .args(&binaries)
+        .env_clear()
+        .stdin(Stdio::null())
+        .output();
+    if let Ok(ldd) = ldd {
+        for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+            let path = match line.split_once("=>") {
+                Some((_, rest)) => rest.split_whitespace().next(),
+                None => line
+                    .split_whitespace()
+                    .next()
+                    .filter(|p| p.starts_with('/')),
+            };
+            let Some(path) = path.filter(|p| p.starts_with('/')) else {
+                continue;
+            };
+            let path = Path::new(path);
+            if let Some(parent) = path.parent().and_then(|p| std::fs::canonicalize(p).ok()) {
+                paths.insert(parent);
+            }
+            if let Some(parent) = std::fs::canonicalize(path)
+                .ok()
+                .and_then(|p| p.parent().map(Path::to_path_buf))
+            {
+                paths.insert(parent);
+            }
+        }
+    }
+    // Time zone data, for zoneinfo.
+    for extra in ["/usr/share/zoneinfo"] {
+        if Path::new(extra).is_dir() {
+            paths.insert(PathBuf::from(extra));
+        }
+    }
+    // Drop paths already under another one.
+    let all: Vec<PathBuf> = paths.into_iter().collect();
+    all.iter()
+        .filter(|p| !all.iter().any(|q| q != *p && p.starts_with(q)))
+        .cloned()
+        .collect()
 }
 
 pub(crate) fn find_interpreter() -> Result<PathBuf, ToolchainError> {

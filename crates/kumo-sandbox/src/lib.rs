@@ -1,8 +1,8 @@
 //! Starts one confined process and hands back its private channel.
 //!
 //! This crate knows nothing of functions, runtimes or HTTP: it takes a
-//! program, its arguments, its environment and its limits, and returns a
-//! running [`Process`] with
+//! program, its arguments, its environment, the host paths it may read,
+//! and its limits, and returns a running [`Process`] with
 //!
 //! - fd 3 in the child: a connected Unix stream socket (the channel), whose
 //!   other end is [`Process::channel`];
@@ -10,21 +10,36 @@
 //!   [`Process::stdout`] and [`Process::stderr`];
 //! - fd 0: `/dev/null`.
 //!
-//! Confinement today: a cleared environment, a new session and process
-//! group (no controlling terminal), rlimits on descriptors, file size and
-//! core dumps, every other descriptor closed at exec. Stopping a process
-//! kills its whole process group. The namespace, filesystem, cgroup and
-//! seccomp layers slot in behind the same [`spawn`] call.
+//! Two isolation modes:
+//!
+//! - [`Isolation::Namespaces`] (the default): a helper process (`kumo
+//!   __sandbox`, see [`run_helper`]) builds fresh user, pid, mount, net,
+//!   ipc, uts and cgroup namespaces, a read-only root of only the given
+//!   paths, a size-capped `/tmp`, a minimal `/dev` and a masked `/proc`;
+//!   the program runs as an unmapped-to-host uid with no capabilities,
+//!   `no_new_privs`, a seccomp filter, rlimits, and a cgroup with memory,
+//!   CPU and pids limits. See `docs/sandbox.md`.
+//! - [`Isolation::Process`]: a plain child process with a cleared
+//!   environment, its own session and rlimits. For development hosts
+//!   without namespaces only; never a silent fallback.
 //!
 //! This is the only crate of Kumo allowed to use `unsafe`.
 #![allow(unsafe_code)]
 
+mod cgroup;
+mod helper;
+mod seccomp;
+
+pub use helper::run_helper;
+
 use std::ffi::OsString;
-use std::io;
-use std::os::fd::AsRawFd;
+use std::io::{self, Seek, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream as StdUnixStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use nix::fcntl::OFlag;
 use nix::sys::signal::{Signal, killpg};
@@ -33,6 +48,27 @@ use nix::unistd::Pid;
 /// The descriptor number of the channel inside the child.
 pub const CHANNEL_FD: i32 = 3;
 
+/// How instances are confined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    /// Linux namespaces, cgroups, seccomp: the production mode.
+    Namespaces,
+    /// A plain child process: development hosts only.
+    Process,
+}
+
+/// Host-wide sandbox settings.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    pub isolation: Isolation,
+    /// The `kumo` binary, re-executed as `kumo __sandbox`.
+    pub helper_exe: PathBuf,
+    /// A private directory for the sandbox's mount points.
+    pub work_dir: PathBuf,
+    /// Tells this server's cgroups apart from other servers' on the host.
+    pub scope: String,
+}
+
 /// What to start and under which limits.
 #[derive(Debug, Clone)]
 pub struct Spec {
@@ -40,17 +76,36 @@ pub struct Spec {
     pub args: Vec<OsString>,
     /// The complete environment; nothing of the caller's is inherited.
     pub env: Vec<(OsString, OsString)>,
+    /// Working directory (inside the sandbox in namespace mode).
     pub cwd: PathBuf,
+    /// Host paths visible read-only inside: source → path inside.
+    pub mounts: Vec<(PathBuf, PathBuf)>,
     pub limits: Limits,
 }
 
-/// Per-process resource limits.
+/// Per-instance resource limits.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// `RLIMIT_NOFILE`.
     pub open_files: u64,
     /// `RLIMIT_FSIZE`: the largest file the process may write.
     pub file_size_bytes: u64,
+    /// Memory, without swap.
+    pub memory_bytes: u64,
+    /// CPU, in thousandths of a core.
+    pub cpu_millicores: u64,
+    /// Processes and threads.
+    pub pids: u64,
+    /// Size of `/tmp`.
+    pub tmp_bytes: u64,
+}
+
+/// Resource use of an instance so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub cpu_ns: u64,
+    pub peak_memory_bytes: u64,
+    pub oom_kills: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +122,300 @@ pub enum SandboxError {
     },
     #[error("registering the channel with the runtime failed: {0}")]
     Register(#[source] io::Error),
+    #[error("creating the instance's cgroup failed: {0}")]
+    Cgroup(#[source] io::Error),
+    #[error("passing the sandbox spec failed: {0}")]
+    Spec(String),
+    #[error(
+        "this host cannot run sandboxes: {0}; fix it, or start with --isolation process on a development machine"
+    )]
+    Unsupported(String),
+}
+
+/// Starts confined processes. One per server.
+#[derive(Debug)]
+pub struct Sandbox {
+    config: SandboxConfig,
+    cgroups: Option<cgroup::Manager>,
+    symlinks: Vec<(PathBuf, PathBuf)>,
+    counter: AtomicU64,
+}
+
+impl Sandbox {
+    /// Checks that the host can do what `config.isolation` needs, prepares
+    /// the cgroups, and removes sandboxes a crashed server left behind.
+    pub fn new(config: SandboxConfig) -> Result<Sandbox, SandboxError> {
+        if config.isolation == Isolation::Process {
+            return Ok(Sandbox {
+                config,
+                cgroups: None,
+                symlinks: Vec::new(),
+                counter: AtomicU64::new(0),
+            });
+        }
+        check_kernel()?;
+        std::fs::create_dir_all(config.work_dir.join("root")).map_err(|e| {
+            SandboxError::Unsupported(format!("creating {}: {e}", config.work_dir.display()))
+        })?;
+        let cgroups = cgroup::Manager::detect(&config.scope)
+            .map_err(|e| SandboxError::Unsupported(format!("cgroups: {e}")))?;
+        // Merged-/usr hosts link /bin, /lib… into /usr; the sandbox
+        // recreates those links so paths resolve the same inside.
+        let symlinks = ["/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"]
+            .iter()
+            .filter_map(|p| {
+                let path = Path::new(p);
+                let target = std::fs::read_link(path).ok()?;
+                Some((path.to_path_buf(), target))
+            })
+            .collect();
+        tracing::info!(
+            cgroup_version = cgroups.version(),
+            "sandbox ready: namespaces, cgroups, seccomp"
+        );
+        Ok(Sandbox {
+            config,
+            cgroups: Some(cgroups),
+            symlinks,
+            counter: AtomicU64::new(0),
+        })
+    }
+
+    pub fn isolation(&self) -> Isolation {
+        self.config.isolation
+    }
+
+    /// Starts `spec` and returns the running process.
+    pub fn spawn(&self, spec: &Spec) -> Result<Process, SandboxError> {
+        let (host_end, child_end) = StdUnixStream::pair().map_err(SandboxError::Socketpair)?;
+        let (stdout_read, stdout_write) =
+            nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(SandboxError::Pipe)?;
+        let (stderr_read, stderr_write) =
+            nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(SandboxError::Pipe)?;
+        let channel_fd = high_fd(child_end.as_raw_fd())?;
+
+        let (mut command, group, spec_fd, procs) = match (&self.cgroups, self.config.isolation) {
+            (Some(cgroups), Isolation::Namespaces) => {
+                let n = self.counter.fetch_add(1, Ordering::Relaxed);
+                let id = format!("i{}-{n}", std::process::id());
+                let group = cgroups
+                    .create(
+                        &id,
+                        cgroup::GroupLimits {
+                            memory_bytes: spec.limits.memory_bytes,
+                            cpu_quota_us: (spec.limits.cpu_millicores * 100).max(1000),
+                            // The helper and init count too.
+                            pids: spec.limits.pids + 2,
+                        },
+                    )
+                    .map_err(SandboxError::Cgroup)?;
+                let group = Arc::new(group);
+                let procs = group.procs_files().map_err(SandboxError::Cgroup)?;
+                let spec_fd = self.write_spec(spec, n)?;
+                let mut command = tokio::process::Command::new(&self.config.helper_exe);
+                command.arg("__sandbox").env_clear();
+                (command, Some(group), Some(spec_fd), procs)
+            }
+            _ => {
+                let mut command = tokio::process::Command::new(&spec.program);
+                command
+                    .args(&spec.args)
+                    .env_clear()
+                    .envs(spec.env.iter().map(|(k, v)| (k, v)))
+                    .current_dir(&spec.cwd);
+                (command, None, None, Vec::new())
+            }
+        };
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(stdout_write))
+            .stderr(Stdio::from(stderr_write))
+            .kill_on_drop(true);
+
+        let spec_raw = spec_fd.as_ref().map(|fd| fd.as_raw_fd());
+        let procs_raw: Vec<i32> = procs.iter().map(|fd| fd.as_raw_fd()).collect();
+        let channel_raw = channel_fd.as_raw_fd();
+        // Process mode sets rlimits here; the helper sets them in namespace mode.
+        let rlimits = group.is_none().then_some(spec.limits);
+        // SAFETY: the closure runs in the forked child before exec and calls
+        // only async-signal-safe system calls (setsid, write, dup2, fcntl,
+        // setrlimit, close_range); it allocates nothing and takes no lock.
+        unsafe {
+            command.pre_exec(move || child_setup(channel_raw, spec_raw, &procs_raw, rlimits));
+        }
+        let child = command.spawn().map_err(|source| SandboxError::Spawn {
+            program: spec.program.display().to_string(),
+            source,
+        })?;
+        drop(child_end);
+        drop(channel_fd);
+        drop(spec_fd);
+        drop(procs);
+        let pid = child.id().unwrap_or_default();
+
+        host_end
+            .set_nonblocking(true)
+            .map_err(SandboxError::Register)?;
+        let channel = tokio::net::UnixStream::from_std(host_end).map_err(SandboxError::Register)?;
+        Ok(Process {
+            handle: Handle {
+                pid,
+                child: Some(child),
+                killed: false,
+                group,
+            },
+            channel,
+            stdout: tokio::net::unix::pipe::Receiver::from_owned_fd(stdout_read)
+                .map_err(SandboxError::Register)?,
+            stderr: tokio::net::unix::pipe::Receiver::from_owned_fd(stderr_read)
+                .map_err(SandboxError::Register)?,
+        })
+    }
+
+    /// Writes the helper's spec into a sealed-off memory file.
+    fn write_spec(&self, spec: &Spec, n: u64) -> Result<OwnedFd, SandboxError> {
+        let helper_spec = helper::HelperSpec {
+            program: spec.program.clone(),
+            args: spec
+                .args
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect(),
+            env: spec
+                .env
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.to_string_lossy().into_owned(),
+                        v.to_string_lossy().into_owned(),
+                    )
+                })
+                .collect(),
+            cwd: spec.cwd.clone(),
+            root_dir: self.config.work_dir.join("root"),
+            mounts: spec.mounts.clone(),
+            symlinks: self.symlinks.clone(),
+            tmp_bytes: spec.limits.tmp_bytes,
+            id_base: 1_000_000 + u32::try_from((n % 400_000) * 2).unwrap_or(0),
+            open_files: spec.limits.open_files,
+            file_size_bytes: spec.limits.file_size_bytes,
+            pids: spec.limits.pids,
+        };
+        let json =
+            serde_json::to_vec(&helper_spec).map_err(|e| SandboxError::Spec(e.to_string()))?;
+        let fd = nix::sys::memfd::memfd_create("kumo-spec", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
+            .map_err(|e| SandboxError::Spec(format!("memfd_create: {e}")))?;
+        let mut file = std::fs::File::from(fd);
+        file.write_all(&json)
+            .map_err(|e| SandboxError::Spec(e.to_string()))?;
+        file.rewind()
+            .map_err(|e| SandboxError::Spec(e.to_string()))?;
+        let fd = OwnedFd::from(file);
+        high_fd(fd.as_raw_fd())
+    }
+}
+
+/// Checks for the kernel features namespace mode needs.
+fn check_kernel() -> Result<(), SandboxError> {
+    for ns in ["user", "pid", "mnt", "net", "ipc", "uts", "cgroup"] {
+        if !Path::new("/proc/self/ns").join(ns).exists() {
+            return Err(SandboxError::Unsupported(format!(
+                "the kernel has no {ns} namespaces"
+            )));
+        }
+    }
+    let max_userns =
+        std::fs::read_to_string("/proc/sys/user/max_user_namespaces").unwrap_or_default();
+    if max_userns.trim() == "0" {
+        return Err(SandboxError::Unsupported(
+            "user namespaces are disabled (user.max_user_namespaces = 0)".into(),
+        ));
+    }
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    if !status.contains("Seccomp:") {
+        return Err(SandboxError::Unsupported(
+            "the kernel has no seccomp".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// A close-on-exec duplicate of `fd` numbered 10 or more, so that moving
+/// it to 3 or 4 in the child never clobbers another.
+fn high_fd(fd: i32) -> Result<OwnedFd, SandboxError> {
+    use std::os::fd::BorrowedFd;
+    // SAFETY: `fd` is open for the duration of this call (its owner is
+    // alive in the caller).
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    let dup = nix::fcntl::fcntl(borrowed, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(10))
+        .map_err(|e| SandboxError::Spec(format!("dup: {e}")))?;
+    // SAFETY: F_DUPFD_CLOEXEC returned a new descriptor that we now own.
+    Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(dup) })
+}
+
+/// Runs in the child between fork and exec.
+fn child_setup(
+    channel_fd: i32,
+    spec_fd: Option<i32>,
+    procs: &[i32],
+    limits: Option<Limits>,
+) -> io::Result<()> {
+    // Join the instance's cgroup first, so everything after is counted.
+    for fd in procs {
+        // SAFETY: write of two bytes from a static buffer to an open fd.
+        if unsafe { libc::write(*fd, b"0\n".as_ptr().cast(), 2) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    // SAFETY: setsid has no memory-safety preconditions.
+    if unsafe { libc::setsid() } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: dup2 between valid descriptor numbers; the copies at 3 and 4
+    // have FD_CLOEXEC cleared, which is what we want.
+    if unsafe { libc::dup2(channel_fd, CHANNEL_FD) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut first_closed = CHANNEL_FD + 1;
+    if let Some(spec_fd) = spec_fd {
+        // SAFETY: as above.
+        if unsafe { libc::dup2(spec_fd, helper::SPEC_FD) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        first_closed = helper::SPEC_FD + 1;
+    }
+    if let Some(limits) = limits {
+        set_rlimit(libc::RLIMIT_NOFILE, limits.open_files)?;
+        set_rlimit(libc::RLIMIT_FSIZE, limits.file_size_bytes)?;
+        set_rlimit(libc::RLIMIT_CORE, 0)?;
+    }
+    // Every descriptor above ours closes at exec, whoever opened it.
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    // SAFETY: close_range only changes descriptor flags in this process.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first_closed as libc::c_uint,
+            libc::c_uint::MAX,
+            CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+pub(crate) fn set_rlimit(resource: libc::__rlimit_resource_t, value: u64) -> io::Result<()> {
+    let limit = libc::rlimit {
+        rlim_cur: value,
+        rlim_max: value,
+    };
+    // SAFETY: `limit` is a valid, initialised rlimit that outlives the call.
+    if unsafe { libc::setrlimit(resource, &limit) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// A running confined process: its handle and its three host-side ends.
@@ -82,120 +431,18 @@ pub struct Process {
     pub stderr: tokio::net::unix::pipe::Receiver,
 }
 
-/// Owns the process: killing it, waiting for it; kills on drop.
+/// Owns the process: killing it, waiting for it, reading its resource
+/// use; kills it and removes its cgroup on drop.
 #[derive(Debug)]
 pub struct Handle {
     pid: u32,
-    child: tokio::process::Child,
+    child: Option<tokio::process::Child>,
     killed: bool,
-}
-
-/// Starts `spec` and returns the running process.
-pub fn spawn(spec: &Spec) -> Result<Process, SandboxError> {
-    let (host_end, child_end) = StdUnixStream::pair().map_err(SandboxError::Socketpair)?;
-    let (stdout_read, stdout_write) =
-        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(SandboxError::Pipe)?;
-    let (stderr_read, stderr_write) =
-        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(SandboxError::Pipe)?;
-
-    let mut command = tokio::process::Command::new(&spec.program);
-    command
-        .args(&spec.args)
-        .env_clear()
-        .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .current_dir(&spec.cwd)
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(stdout_write))
-        .stderr(Stdio::from(stderr_write))
-        .kill_on_drop(true);
-
-    let channel_fd = child_end.as_raw_fd();
-    let limits = spec.limits;
-    // SAFETY: the closure runs in the forked child before exec and calls
-    // only async-signal-safe system calls (setsid, dup2, fcntl, setrlimit,
-    // close_range); it allocates nothing and touches no lock.
-    unsafe {
-        command.pre_exec(move || child_setup(channel_fd, limits));
-    }
-
-    let child = command.spawn().map_err(|source| SandboxError::Spawn {
-        program: spec.program.display().to_string(),
-        source,
-    })?;
-    drop(child_end);
-    let pid = child.id().unwrap_or_default();
-
-    host_end
-        .set_nonblocking(true)
-        .map_err(SandboxError::Register)?;
-    let channel = tokio::net::UnixStream::from_std(host_end).map_err(SandboxError::Register)?;
-    Ok(Process {
-        handle: Handle {
-            pid,
-            child,
-            killed: false,
-        },
-        channel,
-        stdout: tokio::net::unix::pipe::Receiver::from_owned_fd(stdout_read)
-            .map_err(SandboxError::Register)?,
-        stderr: tokio::net::unix::pipe::Receiver::from_owned_fd(stderr_read)
-            .map_err(SandboxError::Register)?,
-    })
-}
-
-/// Runs in the child between fork and exec.
-fn child_setup(channel_fd: i32, limits: Limits) -> io::Result<()> {
-    // SAFETY: setsid has no memory-safety preconditions.
-    if unsafe { libc::setsid() } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if channel_fd == CHANNEL_FD {
-        // dup2 onto itself keeps FD_CLOEXEC; clear it by hand.
-        // SAFETY: fcntl on a descriptor we own, with integer arguments.
-        if unsafe { libc::fcntl(CHANNEL_FD, libc::F_SETFD, 0) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
-    } else {
-        // SAFETY: dup2 between two valid descriptor numbers; the new fd 3
-        // has FD_CLOEXEC cleared, which is what we want.
-        if unsafe { libc::dup2(channel_fd, CHANNEL_FD) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    set_rlimit(libc::RLIMIT_NOFILE, limits.open_files)?;
-    set_rlimit(libc::RLIMIT_FSIZE, limits.file_size_bytes)?;
-    set_rlimit(libc::RLIMIT_CORE, 0)?;
-    // Every descriptor above the channel closes at exec, whoever opened it.
-    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
-    // SAFETY: close_range only changes descriptor flags in this process.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            (CHANNEL_FD + 1) as libc::c_uint,
-            libc::c_uint::MAX,
-            CLOSE_RANGE_CLOEXEC,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-fn set_rlimit(resource: libc::__rlimit_resource_t, value: u64) -> io::Result<()> {
-    let limit = libc::rlimit {
-        rlim_cur: value,
-        rlim_max: value,
-    };
-    // SAFETY: `limit` is a valid, initialised rlimit that outlives the call.
-    if unsafe { libc::setrlimit(resource, &limit) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    group: Option<Arc<cgroup::Group>>,
 }
 
 impl Handle {
-    /// The process id of the process, as the host sees it.
+    /// The process id of the process (the helper, in namespace mode).
     pub fn pid(&self) -> u32 {
         self.pid
     }
@@ -206,29 +453,66 @@ impl Handle {
             return;
         }
         self.killed = true;
+        if let Some(group) = &self.group {
+            group.kill_all();
+        }
         if let Ok(pid) = i32::try_from(self.pid)
             && pid > 0
         {
-            // The process is its own group leader (setsid), so this reaches
-            // whatever it forked, too.
+            // The process leads its own group (setsid): this reaches what
+            // it forked, too, in process mode.
             let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
         }
-        let _ = self.child.start_kill();
+        if let Some(child) = &mut self.child {
+            let _ = child.start_kill();
+        }
     }
 
     /// Waits for the process to exit.
     pub async fn wait(&mut self) -> io::Result<ExitStatus> {
-        self.child.wait().await
+        match &mut self.child {
+            Some(child) => child.wait().await,
+            None => Err(io::Error::other("process already released")),
+        }
     }
 
-    /// The exit status, if the process has exited.
-    pub fn try_wait(&mut self) -> Option<ExitStatus> {
-        self.child.try_wait().ok().flatten()
+    /// CPU time, peak memory and OOM kills so far (namespace mode only).
+    pub fn usage(&self) -> Option<Usage> {
+        let group = self.group.as_ref()?;
+        Some(Usage {
+            cpu_ns: group.cpu_ns(),
+            peak_memory_bytes: group.peak_memory(),
+            oom_kills: group.oom_kills(),
+        })
+    }
+
+    /// Starts a new peak-memory measurement.
+    pub fn reset_peak_memory(&self) {
+        if let Some(group) = &self.group {
+            group.reset_peak();
+        }
     }
 }
 
 impl Drop for Handle {
     fn drop(&mut self) {
         self.kill();
+        let (Some(mut child), Some(group)) = (self.child.take(), self.group.take()) else {
+            return;
+        };
+        // Remove the cgroup once its processes are gone.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = child.wait().await;
+                for _ in 0..200 {
+                    if group.is_empty() && group.remove() {
+                        return;
+                    }
+                    group.kill_all();
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+                tracing::warn!("an instance's cgroup could not be removed");
+            });
+        }
     }
 }

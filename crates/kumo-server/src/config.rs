@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use kumo_sandbox::Isolation;
 use kumo_types::Limits;
 
 /// Where `kumo serve` listens when not told.
@@ -17,6 +18,8 @@ pub const DEFAULT_QUEUE_TIMEOUT_MS: u64 = 1000;
 pub const DEFAULT_MAX_QUEUE: usize = 100;
 /// How long shutdown waits for calls in flight.
 pub const DEFAULT_DRAIN_TIMEOUT_MS: u64 = 30_000;
+/// CPU per instance, in thousandths of a core.
+pub const DEFAULT_CPU_MILLICORES: u64 = 1000;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -34,6 +37,10 @@ pub struct Config {
     pub queue_timeout: Duration,
     pub max_queue: usize,
     pub drain_timeout: Duration,
+    /// How instances are confined; `Process` is for development only.
+    pub isolation: Isolation,
+    /// CPU per instance, in thousandths of a core.
+    pub cpu_millicores: u64,
     pub limits: Limits,
 }
 
@@ -49,6 +56,8 @@ impl Default for Config {
             queue_timeout: Duration::from_millis(DEFAULT_QUEUE_TIMEOUT_MS),
             max_queue: DEFAULT_MAX_QUEUE,
             drain_timeout: Duration::from_millis(DEFAULT_DRAIN_TIMEOUT_MS),
+            isolation: Isolation::Namespaces,
+            cpu_millicores: DEFAULT_CPU_MILLICORES,
             limits: Limits::default(),
         }
     }

@@ -32,9 +32,15 @@ use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use kumo_executor::{Executor, ExecutorConfig};
 use kumo_runtimes::Toolchain;
+use kumo_sandbox::{Isolation, Sandbox, SandboxConfig};
 use kumo_store::Store;
 
 pub use config::Config;
+
+/// Runs the sandbox helper (`kumo __sandbox`); never returns.
+pub fn run_sandbox_helper() -> ! {
+    kumo_sandbox::run_helper()
+}
 
 /// The header every gateway response carries.
 pub const INVOCATION_HEADER: HeaderName = HeaderName::from_static("x-kumo-invocation-id");
@@ -125,15 +131,19 @@ pub async fn serve(
     let toolchain = Toolchain::install(&config.data_dir.join("runtime"), config.python.as_deref())
         .context("preparing the runtimes")?;
     tracing::info!(python = %toolchain.python.display(), "python runtime ready");
+    let sandbox = Arc::new(start_sandbox(&config)?);
     let executor = Executor::start(ExecutorConfig {
         toolchain,
+        sandbox,
         keep_alive: config.keep_alive,
         queue_timeout: config.queue_timeout,
         max_queue: config.max_queue,
         start_timeout: Duration::from_secs(10),
         log_bytes: config.limits.log_bytes,
         open_files: config.limits.open_files,
-        file_size_bytes: config.limits.tmp_bytes,
+        tmp_bytes: config.limits.tmp_bytes,
+        cpu_millicores: config.cpu_millicores,
+        pids: config.limits.pids,
     });
     let (recorder, recorder_task) = recorder::Recorder::start(store.clone());
     let public_url = config
@@ -186,6 +196,33 @@ pub async fn serve(
     store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The sandbox, or a clear refusal to start when the host cannot isolate.
+fn start_sandbox(config: &Config) -> anyhow::Result<Sandbox> {
+    use sha2::Digest;
+    let data_dir =
+        std::fs::canonicalize(&config.data_dir).unwrap_or_else(|_| config.data_dir.clone());
+    let scope = hex::encode(&sha2::Sha256::digest(data_dir.as_os_str().as_encoded_bytes())[..6]);
+    let helper_exe =
+        std::env::current_exe().context("finding the kumo binary to run the sandbox helper")?;
+    if config.isolation == Isolation::Process {
+        warn_unsafe_mode();
+    }
+    Sandbox::new(SandboxConfig {
+        isolation: config.isolation,
+        helper_exe,
+        work_dir: config.data_dir.join("runtime").join("sandbox"),
+        scope,
+    })
+    .context("starting the sandbox")
+}
+
+/// Said at start and on every deploy when functions run unconfined.
+pub(crate) fn warn_unsafe_mode() {
+    tracing::warn!(
+        "UNSAFE: --isolation process runs functions as plain processes with the server's privileges; use it only on a development machine"
+    );
 }
 
 fn restrict_permissions(dir: &std::path::Path) {

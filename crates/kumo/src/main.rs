@@ -54,9 +54,28 @@ struct ServeArgs {
     /// How long shutdown waits for calls in flight, in milliseconds.
     #[arg(long, default_value_t = config::DEFAULT_DRAIN_TIMEOUT_MS, env = "KUMO_DRAIN_TIMEOUT_MS")]
     drain_timeout_ms: u64,
+    /// How functions are isolated: `namespaces` (Linux sandbox) or
+    /// `process` (UNSAFE: plain processes, for development machines only).
+    #[arg(long, default_value = "namespaces", env = "KUMO_ISOLATION", value_parser = parse_isolation)]
+    isolation: config::Isolation,
+}
+
+fn parse_isolation(s: &str) -> Result<config::Isolation, String> {
+    match s {
+        "namespaces" => Ok(config::Isolation::Namespaces),
+        "process" => Ok(config::Isolation::Process),
+        other => Err(format!(
+            "unknown isolation '{other}'; use 'namespaces' or 'process'"
+        )),
+    }
 }
 
 fn main() -> anyhow::Result<()> {
+    // The sandbox helper is this binary re-executed; it must start before
+    // anything else (single-threaded, no runtime, no argument parsing).
+    if std::env::args_os().nth(1).is_some_and(|a| a == "__sandbox") {
+        kumo_server::run_sandbox_helper();
+    }
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
@@ -80,6 +99,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         keep_alive: Duration::from_millis(args.keep_alive_ms),
         queue_timeout: Duration::from_millis(args.queue_timeout_ms),
         drain_timeout: Duration::from_millis(args.drain_timeout_ms),
+        isolation: args.isolation,
         ..Config::default()
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

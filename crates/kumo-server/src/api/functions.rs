@@ -422,6 +422,9 @@ pub(crate) async fn deploy(
         .map_err(|e| ApiError::internal("laying out a deployment", e))??;
     state.registry().invalidate(&project, &function);
     tracing::info!(project = %project, function = %function, version = deployment.version, "deployed");
+    if state.config().isolation == kumo_sandbox::Isolation::Process {
+        crate::warn_unsafe_mode();
+    }
     Ok((
         StatusCode::CREATED,
         axum::Json(DeployResponse {

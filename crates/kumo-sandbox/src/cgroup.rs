@@ -1,0 +1,363 @@
+//! Per-instance control groups on cgroup v2 or v1: memory (no swap), CPU
+//! quota and pids limits, usage figures, OOM detection, and killing every
+//! process of an instance.
+//!
+//! Groups live under the server's own cgroup, in `kumo-<scope>/<id>`, so a
+//! restarted server finds and removes what a crashed one left behind.
+
+use std::fs;
+use std::io::{self, Write};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// Controllers used on v1 hierarchies.
+const V1_CONTROLLERS: &[&str] = &["memory", "pids", "cpu", "cpuacct", "freezer"];
+
+/// Which cgroup layout the host has.
+#[derive(Debug, Clone)]
+pub(crate) enum Layout {
+    /// One unified hierarchy; the directory under which instance groups go.
+    V2 { base: PathBuf },
+    /// One directory per controller under which instance groups go.
+    V1 { bases: Vec<(&'static str, PathBuf)> },
+}
+
+/// Limits applied to one group.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct GroupLimits {
+    pub(crate) memory_bytes: u64,
+    /// CPU time allowed per 100 ms period, in microseconds.
+    pub(crate) cpu_quota_us: u64,
+    pub(crate) pids: u64,
+}
+
+#[derive(Debug)]
+pub(crate) struct Manager {
+    layout: Layout,
+}
+
+/// One instance's group (in every hierarchy on v1).
+#[derive(Debug)]
+pub(crate) struct Group {
+    dirs: Vec<(&'static str, PathBuf)>,
+    v2: bool,
+}
+
+fn write(path: &Path, value: &str) -> io::Result<()> {
+    let mut file = fs::OpenOptions::new().write(true).open(path)?;
+    file.write_all(value.as_bytes())
+}
+
+fn read_u64(path: &Path) -> Option<u64> {
+    fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// The path of this process's group in `controller` (v1) or the unified one.
+fn own_group(controller: Option<&str>) -> Option<String> {
+    let text = fs::read_to_string("/proc/self/cgroup").ok()?;
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+        let hit = match controller {
+            None => controllers.is_empty(),
+            Some(c) => controllers.split(',').any(|x| x == c),
+        };
+        if hit {
+            return Some(path.to_string());
+        }
+    }
+    None
+}
+
+impl Manager {
+    /// Detects the layout and prepares `kumo-<scope>` groups; removes
+    /// groups left by an earlier run of the same scope.
+    pub(crate) fn detect(scope: &str) -> io::Result<Manager> {
+        let root = Path::new("/sys/fs/cgroup");
+        let name = format!("kumo-{scope}");
+        // v2 where the unified hierarchy carries the controllers we need.
+        let controllers = fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
+        if ["memory", "pids", "cpu"]
+            .iter()
+            .all(|c| controllers.split_whitespace().any(|x| x == *c))
+        {
+            let own = own_group(None).unwrap_or_else(|| "/".into());
+            let parent = root.join(own.trim_start_matches('/'));
+            let base = parent.join(&name);
+            fs::create_dir_all(&base)?;
+            // Controllers must be enabled top-down for children to get them.
+            let _ = write(&parent.join("cgroup.subtree_control"), "+memory +pids +cpu");
+            write(&base.join("cgroup.subtree_control"), "+memory +pids +cpu")?;
+            let manager = Manager {
+                layout: Layout::V2 { base },
+            };
+            manager.clean_orphans();
+            return Ok(manager);
+        }
+        let mut bases = Vec::new();
+        for controller in V1_CONTROLLERS {
+            let mount = root.join(controller);
+            if !mount.join("cgroup.procs").exists() {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!(
+                        "cgroup controller '{controller}' is not mounted (neither v2 with memory, pids and cpu, nor v1 at {})",
+                        mount.display()
+                    ),
+                ));
+            }
+            let own = own_group(Some(controller)).unwrap_or_else(|| "/".into());
+            let base = mount.join(own.trim_start_matches('/')).join(&name);
+            fs::create_dir_all(&base)?;
+            if *controller == "memory" {
+                let _ = write(&base.join("memory.use_hierarchy"), "1");
+            }
+            bases.push((*controller, base));
+        }
+        let manager = Manager {
+            layout: Layout::V1 { bases },
+        };
+        manager.clean_orphans();
+        Ok(manager)
+    }
+
+    pub(crate) fn version(&self) -> u8 {
+        match self.layout {
+            Layout::V2 { .. } => 2,
+            Layout::V1 { .. } => 1,
+        }
+    }
+
+    /// Creates the group `id` with `limits`.
+    pub(crate) fn create(&self, id: &str, limits: GroupLimits) -> io::Result<Group> {
+        let group = match &self.layout {
+            Layout::V2 { base } => Group {
+                dirs: vec![("unified", base.join(id))],
+                v2: true,
+            },
+            Layout::V1 { bases } => Group {
+                dirs: bases.iter().map(|(c, b)| (*c, b.join(id))).collect(),
+                v2: false,
+            },
+        };
+        for (_, dir) in &group.dirs {
+            fs::create_dir(dir)?;
+        }
+        if let Err(e) = group.apply(limits) {
+            group.remove();
+            return Err(e);
+        }
+        Ok(group)
+    }
+
+    /// Kills and removes every group left under this scope.
+    fn clean_orphans(&self) {
+        let dirs: Vec<PathBuf> = match &self.layout {
+            Layout::V2 { base } => vec![base.clone()],
+            Layout::V1 { bases } => bases.iter().map(|(_, b)| b.clone()).collect(),
+        };
+        let mut removed = 0;
+        for base in dirs {
+            let Ok(entries) = fs::read_dir(&base) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if !path.is_dir() {
+                    continue;
+                }
+                let group = Group {
+                    dirs: vec![("orphan", path.clone())],
+                    v2: matches!(self.layout, Layout::V2 { .. }),
+                };
+                group.kill_all();
+                for _ in 0..50 {
+                    if fs::remove_dir(&path).is_ok() {
+                        removed += 1;
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+            }
+        }
+        if removed > 0 {
+            tracing::info!(removed, "removed cgroups left by an earlier run");
+        }
+    }
+}
+
+impl Group {
+    fn dir(&self, controller: &str) -> Option<&Path> {
+        if self.v2 {
+            return self.dirs.first().map(|(_, d)| d.as_path());
+        }
+        self.dirs
+            .iter()
+            .find(|(c, _)| *c == controller)
+            .map(|(_, d)| d.as_path())
+    }
+
+    fn apply(&self, limits: GroupLimits) -> io::Result<()> {
+        if self.v2 {
+            let dir = &self.dirs[0].1;
+            write(&dir.join("memory.max"), &limits.memory_bytes.to_string())?;
+            let _ = write(&dir.join("memory.swap.max"), "0");
+            write(&dir.join("pids.max"), &limits.pids.to_string())?;
+            write(
+                &dir.join("cpu.max"),
+                &format!("{} 100000", limits.cpu_quota_us),
+            )?;
+            let _ = write(&dir.join("memory.oom.group"), "1");
+            return Ok(());
+        }
+        if let Some(dir) = self.dir("memory") {
+            write(
+                &dir.join("memory.limit_in_bytes"),
+                &limits.memory_bytes.to_string(),
+            )?;
+            // Without swap accounting this file is absent; the limit then
+            // covers memory only, and the host should not swap anyway.
+            let _ = write(
+                &dir.join("memory.memsw.limit_in_bytes"),
+                &limits.memory_bytes.to_string(),
+            );
+            let _ = write(&dir.join("memory.swappiness"), "0");
+        }
+        if let Some(dir) = self.dir("pids") {
+            write(&dir.join("pids.max"), &limits.pids.to_string())?;
+        }
+        if let Some(dir) = self.dir("cpu") {
+            write(&dir.join("cpu.cfs_period_us"), "100000")?;
+            write(
+                &dir.join("cpu.cfs_quota_us"),
+                &limits.cpu_quota_us.to_string(),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Opens every `cgroup.procs` for writing; a process writes `0` into
+    /// them (after fork, before exec) to join the group.
+    pub(crate) fn procs_files(&self) -> io::Result<Vec<OwnedFd>> {
+        self.dirs
+            .iter()
+            .map(|(_, d)| {
+                fs::OpenOptions::new()
+                    .write(true)
+                    .open(d.join("cgroup.procs"))
+                    .map(OwnedFd::from)
+            })
+            .collect()
+    }
+
+    fn pids(&self) -> Vec<i32> {
+        let dir = self
+            .dir("pids")
+            .or_else(|| self.dirs.first().map(|(_, d)| d.as_path()));
+        let Some(dir) = dir else { return Vec::new() };
+        fs::read_to_string(dir.join("cgroup.procs"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    }
+
+    /// Kills every process in the group. The sandbox's init is pid 1 of
+    /// its namespace, so killing it takes everything below it along.
+    pub(crate) fn kill_all(&self) {
+        if self.v2
+            && let Some(dir) = self.dirs.first()
+            && write(&dir.1.join("cgroup.kill"), "1").is_ok()
+        {
+            return;
+        }
+        let freezer = self.dir("freezer").filter(|_| !self.v2);
+        if let Some(f) = freezer {
+            let _ = write(&f.join("freezer.state"), "FROZEN");
+        }
+        for _ in 0..3 {
+            let pids = self.pids();
+            if pids.is_empty() {
+                break;
+            }
+            for pid in pids {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+        }
+        if let Some(f) = freezer {
+            let _ = write(&f.join("freezer.state"), "THAWED");
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.pids().is_empty()
+    }
+
+    /// Removes the group's directories; fails while processes remain.
+    pub(crate) fn remove(&self) -> bool {
+        let mut ok = true;
+        for (_, dir) in &self.dirs {
+            if dir.exists() && fs::remove_dir(dir).is_err() {
+                ok = false;
+            }
+        }
+        ok
+    }
+
+    /// CPU time used so far, in nanoseconds.
+    pub(crate) fn cpu_ns(&self) -> u64 {
+        if self.v2 {
+            let text = fs::read_to_string(self.dirs[0].1.join("cpu.stat")).unwrap_or_default();
+            return text
+                .lines()
+                .find_map(|l| l.strip_prefix("usage_usec "))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map_or(0, |us| us * 1000);
+        }
+        self.dir("cpuacct")
+            .and_then(|d| read_u64(&d.join("cpuacct.usage")))
+            .unwrap_or(0)
+    }
+
+    /// Peak memory since the last [`Group::reset_peak`], in bytes.
+    pub(crate) fn peak_memory(&self) -> u64 {
+        if self.v2 {
+            return read_u64(&self.dirs[0].1.join("memory.peak")).unwrap_or(0);
+        }
+        self.dir("memory")
+            .and_then(|d| read_u64(&d.join("memory.max_usage_in_bytes")))
+            .unwrap_or(0)
+    }
+
+    pub(crate) fn reset_peak(&self) {
+        let (file, value) = if self.v2 {
+            ("memory.peak", "reset")
+        } else {
+            ("memory.max_usage_in_bytes", "0")
+        };
+        if let Some(dir) = self.dir("memory") {
+            let _ = write(&dir.join(file), value);
+        }
+    }
+
+    /// How many times the OOM killer struck in this group.
+    pub(crate) fn oom_kills(&self) -> u64 {
+        let (file, key) = if self.v2 {
+            ("memory.events", "oom_kill ")
+        } else {
+            ("memory.oom_control", "oom_kill ")
+        };
+        let Some(dir) = self.dir("memory") else {
+            return 0;
+        };
+        fs::read_to_string(dir.join(file))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    }
+}

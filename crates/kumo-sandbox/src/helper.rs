@@ -1,0 +1,598 @@
+//! The sandbox helper: `kumo __sandbox`, a small single-threaded process
+//! that builds one sandbox and execs the runner inside it.
+//!
+//! Three processes, each with one job:
+//!
+//! - **helper** (host namespaces, root): reads the spec from fd 4, clones
+//!   the init into fresh user, pid, mount, net, ipc, uts and cgroup
+//!   namespaces, writes its uid/gid maps (host root is never mapped), lets
+//!   it go, and waits for it. Its exit status is the runner's.
+//! - **init** (pid 1 of the new namespace): builds the root filesystem,
+//!   `pivot_root`s into it, forks the runner, and reaps orphans. When the
+//!   runner exits, init exits, and the kernel kills whatever was left in
+//!   the namespace — no background process outlives the instance.
+//! - **runner**: drops to uid 1000 with no capabilities, sets rlimits,
+//!   `no_new_privs` and the seccomp filter, and execs the program.
+//!
+//! Lifetimes are tied by `PR_SET_PDEATHSIG` to the single-threaded parent of
+//! each process (helper → init → runner), and by the cgroup the helper was
+//! placed in before it started.
+
+use std::ffi::CString;
+use std::fs;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sched::CloneFlags;
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Gid, Pid, Uid, fork};
+use serde::{Deserialize, Serialize};
+
+/// Inside the sandbox, code runs as this uid and gid.
+pub(crate) const SANDBOX_UID: u32 = 1000;
+/// The descriptor the helper reads its spec from.
+pub(crate) const SPEC_FD: i32 = 4;
+
+/// What the host tells the helper; sent as JSON on fd 4.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct HelperSpec {
+    pub(crate) program: PathBuf,
+    pub(crate) args: Vec<String>,
+    pub(crate) env: Vec<(String, String)>,
+    /// Working directory inside the sandbox.
+    pub(crate) cwd: PathBuf,
+    /// An empty host directory the new root is mounted on (in the
+    /// sandbox's own mount namespace).
+    pub(crate) root_dir: PathBuf,
+    /// Read-only bind mounts: host source → path inside.
+    pub(crate) mounts: Vec<(PathBuf, PathBuf)>,
+    /// Symbolic links to create inside: path → target.
+    pub(crate) symlinks: Vec<(PathBuf, PathBuf)>,
+    pub(crate) tmp_bytes: u64,
+    /// Host uid/gid that inside 0 maps to; inside 1000 maps to the next.
+    pub(crate) id_base: u32,
+    pub(crate) open_files: u64,
+    pub(crate) file_size_bytes: u64,
+    pub(crate) pids: u64,
+}
+
+/// Entry point of `kumo __sandbox`. Never returns.
+pub fn run_helper() -> ! {
+    let code = match helper() {
+        Ok(code) => code,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "kumo sandbox: {e}");
+            126
+        }
+    };
+    std::process::exit(code)
+}
+
+fn helper() -> Result<i32, String> {
+    // SAFETY: the host passes the spec on fd 4 and nothing else owns it;
+    // taking ownership closes it once read.
+    let spec_fd = unsafe { OwnedFd::from_raw_fd(SPEC_FD) };
+    let mut text = String::new();
+    fs::File::from(spec_fd)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("reading the sandbox spec: {e}"))?;
+    let spec: HelperSpec =
+        serde_json::from_str(&text).map_err(|e| format!("parsing the sandbox spec: {e}"))?;
+    // Built before the clone so the runner only has to install it.
+    let filters = crate::seccomp::build()?;
+    // The root is built here, as host root in a private mount namespace,
+    // so no path on the host has to be reachable by the sandbox's ids;
+    // the sandbox's own mount namespace starts as a copy of this one.
+    nix::sched::unshare(CloneFlags::CLONE_NEWNS)
+        .map_err(|e| format!("unshare(CLONE_NEWNS): {e}"))?;
+    build_root(&spec)?;
+
+    let (go_read, go_write) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe2: {e}"))?;
+    let flags = CloneFlags::CLONE_NEWUSER
+        | CloneFlags::CLONE_NEWPID
+        | CloneFlags::CLONE_NEWNS
+        | CloneFlags::CLONE_NEWNET
+        | CloneFlags::CLONE_NEWIPC
+        | CloneFlags::CLONE_NEWUTS
+        | CloneFlags::CLONE_NEWCGROUP;
+    let mut stack = vec![0u8; 1024 * 1024];
+    let init_cb = Box::new(|| init(&spec, &filters, &go_read));
+    // SAFETY: this process is single-threaded (it is the helper, started
+    // by exec), so the child gets a consistent copy of memory; the
+    // callback runs on its own stack and only returns an exit code.
+    let child = unsafe { nix::sched::clone(init_cb, &mut stack, flags, Some(libc::SIGCHLD)) }
+        .map_err(|e| format!("clone into new namespaces: {e} (are user namespaces enabled?)"))?;
+
+    let maps = format!(
+        "0 {} 1\n{SANDBOX_UID} {} 1\n",
+        spec.id_base,
+        spec.id_base + 1
+    );
+    let proc_dir = PathBuf::from(format!("/proc/{child}"));
+    let write_map = |file: &str| {
+        fs::write(proc_dir.join(file), &maps)
+            .map_err(|e| format!("writing {file} of the sandbox: {e}"))
+    };
+    if let Err(e) = write_map("uid_map").and_then(|()| write_map("gid_map")) {
+        let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+        return Err(e);
+    }
+    nix::unistd::write(&go_write, b"1").map_err(|e| format!("releasing the sandbox: {e}"))?;
+    drop(go_write);
+    drop(go_read);
+    // The helper must not hold the channel or the log pipes: the host
+    // learns that the runner died from their closing.
+    release_stdio();
+    loop {
+        match waitpid(child, None) {
+            Ok(WaitStatus::Exited(_, code)) => return Ok(code),
+            Ok(WaitStatus::Signaled(_, signal, _)) => return Ok(128 + signal as i32),
+            Ok(_) => continue,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(format!("waiting for the sandbox: {e}")),
+        }
+    }
+}
+
+/// Points fds 0–2 at /dev/null and closes fd 3.
+fn release_stdio() {
+    if let Ok(null) = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        for target in 0..=2 {
+            // SAFETY: dup2 onto the standard descriptors of this process,
+            // which nothing else in this single-threaded helper uses now.
+            unsafe {
+                libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), target);
+            }
+        }
+    }
+    // SAFETY: fd 3 is the channel, owned by no Rust object here.
+    unsafe {
+        libc::close(crate::CHANNEL_FD);
+    }
+}
+
+/// Pid 1 of the sandbox. Returns its exit code.
+fn init(spec: &HelperSpec, filters: &[seccompiler::BpfProgram], go: &OwnedFd) -> isize {
+    match init_inner(spec, filters, go) {
+        Ok(code) => code as isize,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "kumo sandbox: {e}");
+            125
+        }
+    }
+}
+
+fn init_inner(
+    spec: &HelperSpec,
+    filters: &[seccompiler::BpfProgram],
+    go: &OwnedFd,
+) -> Result<i32, String> {
+    set_parent_death_signal()?;
+    // Wait until the helper has written our id maps.
+    let mut byte = [0u8; 1];
+    match nix::unistd::read(go.as_fd(), &mut byte) {
+        Ok(1) => {}
+        _ => return Err("the helper went away before the sandbox was ready".into()),
+    }
+    enter_root(spec)?;
+    // From here on this process is the sandbox's root, which maps to an
+    // unprivileged host id; it keeps capabilities only in its namespace.
+    nix::unistd::setgroups(&[]).map_err(|e| format!("setgroups: {e}"))?;
+    nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
+        .map_err(|e| format!("setresgid(0): {e}"))?;
+    nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
+        .map_err(|e| format!("setresuid(0): {e}"))?;
+    nix::unistd::sethostname("kumo").map_err(|e| format!("sethostname: {e}"))?;
+    std::env::set_current_dir(&spec.cwd)
+        .map_err(|e| format!("chdir {}: {e}", spec.cwd.display()))?;
+    nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
+    // Nothing inside may open this process's memory or descriptors.
+    // SAFETY: prctl with integer arguments only.
+    unsafe {
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+    }
+
+    // SAFETY: init is single-threaded, so the child may run arbitrary code
+    // before exec.
+    let runner = match unsafe { fork() }.map_err(|e| format!("fork: {e}"))? {
+        ForkResult::Child => {
+            let e = exec_runner(spec, filters);
+            let _ = writeln!(std::io::stderr(), "kumo sandbox: {e}");
+            // SAFETY: _exit in a forked child without running destructors.
+            unsafe { libc::_exit(127) }
+        }
+        ForkResult::Parent { child } => child,
+    };
+    Ok(reap_until(runner))
+}
+
+/// Reaps every child (orphans land on pid 1) until the runner exits.
+fn reap_until(runner: Pid) -> i32 {
+    loop {
+        match waitpid(Pid::from_raw(-1), None) {
+            Ok(WaitStatus::Exited(pid, code)) if pid == runner => return code,
+            Ok(WaitStatus::Signaled(pid, signal, _)) if pid == runner => {
+                return 128 + signal as i32;
+            }
+            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return 125,
+        }
+    }
+}
+
+fn set_parent_death_signal() -> Result<(), String> {
+    // SAFETY: prctl with integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) } < 0 {
+        return Err(format!(
+            "prctl(PR_SET_PDEATHSIG): {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
+}
+
+fn mnt(
+    source: Option<&Path>,
+    target: &Path,
+    fstype: Option<&str>,
+    flags: MsFlags,
+    data: Option<&str>,
+) -> Result<(), String> {
+    mount(source, target, fstype, flags, data).map_err(|e| {
+        format!(
+            "mount {} on {} ({}): {e}",
+            source.map_or_else(
+                || fstype.unwrap_or("none").to_string(),
+                |s| s.display().to_string()
+            ),
+            target.display(),
+            fstype.unwrap_or("bind")
+        )
+    })
+}
+
+/// Read-only bind mount, keeping the source's locked flags.
+fn bind_ro(source: &Path, target: &Path) -> Result<(), String> {
+    mnt(
+        Some(source),
+        target,
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None,
+    )?;
+    let mut flags = MsFlags::MS_REMOUNT
+        | MsFlags::MS_BIND
+        | MsFlags::MS_RDONLY
+        | MsFlags::MS_NOSUID
+        | MsFlags::MS_NODEV;
+    if let Ok(st) = nix::sys::statvfs::statvfs(source) {
+        use nix::sys::statvfs::FsFlags;
+        let f = st.flags();
+        if f.contains(FsFlags::ST_NOEXEC) {
+            flags |= MsFlags::MS_NOEXEC;
+        }
+        if f.contains(FsFlags::ST_NOATIME) {
+            flags |= MsFlags::MS_NOATIME;
+        }
+        if f.contains(FsFlags::ST_NODIRATIME) {
+            flags |= MsFlags::MS_NODIRATIME;
+        }
+        if f.contains(FsFlags::ST_RELATIME) {
+            flags |= MsFlags::MS_RELATIME;
+        }
+    }
+    mnt(None, target, None, flags, None)
+}
+
+fn inside(root: &Path, path: &Path) -> PathBuf {
+    root.join(path.strip_prefix("/").unwrap_or(path))
+}
+
+fn make_target(target: &Path, is_dir: bool) -> Result<(), String> {
+    if is_dir {
+        fs::create_dir_all(target).map_err(|e| format!("mkdir {}: {e}", target.display()))
+    } else {
+        if let Some(parent) = target.parent() {
+            fs::create_dir_all(parent).map_err(|e| format!("mkdir {}: {e}", parent.display()))?;
+        }
+        fs::File::create(target)
+            .map(drop)
+            .map_err(|e| format!("create {}: {e}", target.display()))
+    }
+}
+
+/// Builds the new root and pivots into it.
+fn build_root(spec: &HelperSpec) -> Result<(), String> {
+    let root = spec.root_dir.as_path();
+    // Nothing done here may leak back to the host.
+    mnt(
+        None,
+        Path::new("/"),
+        None,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None,
+    )?;
+    mnt(
+        Some(Path::new("tmpfs")),
+        root,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("size=4m,nr_inodes=4096,mode=0755"),
+    )?;
+
+    for (source, target) in &spec.mounts {
+        let dest = inside(root, target);
+        let is_dir = source.is_dir();
+        make_target(&dest, is_dir)?;
+        bind_ro(source, &dest)?;
+    }
+    for (path, target) in &spec.symlinks {
+        let dest = inside(root, path);
+        if dest.symlink_metadata().is_err() {
+            symlink(target, &dest).map_err(|e| format!("symlink {}: {e}", dest.display()))?;
+        }
+    }
+
+    // /etc: just enough for name lookups of the sandbox itself.
+    let etc = root.join("etc");
+    make_target(&etc, true)?;
+    for (name, content) in [
+        (
+            "passwd",
+            "root:x:0:0:root:/root:/sbin/nologin\nkumo:x:1000:1000:kumo:/tmp:/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\n",
+        ),
+        ("group", "root:x:0:\nkumo:x:1000:\nnogroup:x:65534:\n"),
+        ("hosts", "127.0.0.1 localhost kumo\n::1 localhost\n"),
+        ("hostname", "kumo\n"),
+        ("resolv.conf", ""),
+        (
+            "nsswitch.conf",
+            "passwd: files\ngroup: files\nhosts: files dns\n",
+        ),
+    ] {
+        fs::write(etc.join(name), content).map_err(|e| format!("writing /etc/{name}: {e}"))?;
+    }
+
+    // /tmp: the only writable place, size-capped.
+    let tmp = root.join("tmp");
+    make_target(&tmp, true)?;
+    mnt(
+        Some(Path::new("tmpfs")),
+        &tmp,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some(&format!("size={},mode=1777", spec.tmp_bytes.max(4096))),
+    )?;
+
+    // /dev: null, zero, random, urandom only.
+    let dev = root.join("dev");
+    make_target(&dev, true)?;
+    mnt(
+        Some(Path::new("tmpfs")),
+        &dev,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("size=64k,nr_inodes=64,mode=0755"),
+    )?;
+    for name in ["null", "zero", "random", "urandom"] {
+        let target = dev.join(name);
+        make_target(&target, false)?;
+        let source = PathBuf::from("/dev").join(name);
+        mnt(Some(&source), &target, None, MsFlags::MS_BIND, None)?;
+        mnt(
+            None,
+            &target,
+            None,
+            MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+            None,
+        )?;
+    }
+    for (name, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        symlink(target, dev.join(name)).map_err(|e| format!("symlink /dev/{name}: {e}"))?;
+    }
+
+    make_target(&root.join("proc"), true)?;
+    fs::set_permissions(root, fs::Permissions::from_mode(0o755))
+        .map_err(|e| format!("chmod /: {e}"))?;
+    mnt(
+        None,
+        root,
+        None,
+        MsFlags::MS_REMOUNT
+            | MsFlags::MS_BIND
+            | MsFlags::MS_RDONLY
+            | MsFlags::MS_NOSUID
+            | MsFlags::MS_NODEV,
+        None,
+    )?;
+    Ok(())
+}
+
+/// In the new namespaces: mounts this pid namespace's /proc and pivots
+/// into the root the helper built.
+fn enter_root(spec: &HelperSpec) -> Result<(), String> {
+    let root = spec.root_dir.as_path();
+    let dev = root.join("dev");
+    // The mounts the helper made are locked in this namespace, and
+    // pivot_root refuses a locked root; a recursive bind onto itself
+    // gives this namespace its own, unlocked, top mount.
+    mnt(
+        Some(root),
+        root,
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None,
+    )?;
+    // /proc of the new pid namespace, with the revealing parts masked.
+    let proc_dir = root.join("proc");
+    mnt(
+        Some(Path::new("proc")),
+        &proc_dir,
+        Some("proc"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        None,
+    )?;
+    let null = dev.join("null");
+    for name in [
+        "kcore",
+        "keys",
+        "sched_debug",
+        "timer_list",
+        "sysrq-trigger",
+        "latency_stats",
+        "kallsyms",
+        "kpagecount",
+        "kpageflags",
+        "config.gz",
+    ] {
+        let path = proc_dir.join(name);
+        if path.exists() {
+            mnt(Some(&null), &path, None, MsFlags::MS_BIND, None)?;
+        }
+    }
+    for name in ["acpi", "scsi", "asound", "firmware", "driver"] {
+        let path = proc_dir.join(name);
+        if path.is_dir() {
+            mnt(
+                Some(Path::new("tmpfs")),
+                &path,
+                Some("tmpfs"),
+                MsFlags::MS_RDONLY,
+                Some("size=0"),
+            )?;
+        }
+    }
+    for name in ["sys", "bus", "fs", "irq"] {
+        let path = proc_dir.join(name);
+        if path.is_dir() {
+            bind_ro(&path, &path)?;
+        }
+    }
+
+    // Switch roots; the old root is detached and gone.
+    std::env::set_current_dir(root).map_err(|e| format!("chdir to new root: {e}"))?;
+    nix::unistd::pivot_root(".", ".").map_err(|e| format!("pivot_root: {e}"))?;
+    umount2(".", MntFlags::MNT_DETACH).map_err(|e| format!("detaching the old root: {e}"))?;
+    std::env::set_current_dir("/").map_err(|e| format!("chdir /: {e}"))?;
+    Ok(())
+}
+
+/// Drops every privilege and execs the program. Returns only on failure.
+fn exec_runner(spec: &HelperSpec, filters: &[seccompiler::BpfProgram]) -> String {
+    match exec_runner_inner(spec, filters) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    }
+}
+
+fn exec_runner_inner(
+    spec: &HelperSpec,
+    filters: &[seccompiler::BpfProgram],
+) -> Result<std::convert::Infallible, String> {
+    set_parent_death_signal()?;
+    crate::set_rlimit(libc::RLIMIT_NOFILE, spec.open_files)
+        .map_err(|e| format!("setrlimit(NOFILE): {e}"))?;
+    crate::set_rlimit(libc::RLIMIT_FSIZE, spec.file_size_bytes)
+        .map_err(|e| format!("setrlimit(FSIZE): {e}"))?;
+    crate::set_rlimit(libc::RLIMIT_CORE, 0).map_err(|e| format!("setrlimit(CORE): {e}"))?;
+    crate::set_rlimit(libc::RLIMIT_NPROC, spec.pids)
+        .map_err(|e| format!("setrlimit(NPROC): {e}"))?;
+
+    // Empty the bounding set while we still may, then become uid 1000,
+    // which clears the permitted and effective sets.
+    let last_cap: i32 = fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(63);
+    for cap in 0..=last_cap {
+        // SAFETY: prctl with integer arguments only.
+        unsafe {
+            libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0);
+        }
+    }
+    let gid = Gid::from_raw(SANDBOX_UID);
+    let uid = Uid::from_raw(SANDBOX_UID);
+    nix::unistd::setresgid(gid, gid, gid).map_err(|e| format!("setresgid: {e}"))?;
+    nix::unistd::setresuid(uid, uid, uid).map_err(|e| format!("setresuid: {e}"))?;
+    clear_capabilities()?;
+    // SAFETY: prctl with integer arguments only.
+    unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            0,
+            0,
+            0,
+        );
+        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 {
+            return Err(format!(
+                "prctl(NO_NEW_PRIVS): {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
+
+    let program = CString::new(spec.program.as_os_str().as_encoded_bytes())
+        .map_err(|_| "program path holds NUL".to_string())?;
+    let mut argv = vec![program.clone()];
+    for a in &spec.args {
+        argv.push(CString::new(a.as_str()).map_err(|_| "argument holds NUL".to_string())?);
+    }
+    let envp: Vec<CString> = spec
+        .env
+        .iter()
+        .filter_map(|(k, v)| CString::new(format!("{k}={v}")).ok())
+        .collect();
+    for filter in filters {
+        seccompiler::apply_filter(filter)
+            .map_err(|e| format!("installing the seccomp filter: {e}"))?;
+    }
+    nix::unistd::execve(&program, &argv, &envp)
+        .map_err(|e| format!("exec {}: {e}", spec.program.display()))
+}
+
+/// Clears the inheritable set too (setuid leaves it).
+fn clear_capabilities() -> Result<(), String> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const VERSION_3: u32 = 0x2008_0522;
+    let mut header = Header {
+        version: VERSION_3,
+        pid: 0,
+    };
+    let data = [Data {
+        effective: 0,
+        permitted: 0,
+        inheritable: 0,
+    }; 2];
+    // SAFETY: capset reads a valid header and two data structs that live
+    // for the duration of the call.
+    let rc = unsafe { libc::syscall(libc::SYS_capset, &mut header as *mut Header, data.as_ptr()) };
+    if rc < 0 {
+        return Err(format!("capset: {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}

@@ -1,0 +1,15 @@
+//! End-to-end tests against a real `kumo serve`.
+//!
+//! Every test starts its own server (the `kumo` binary built by Cargo) on a
+//! free port with a fresh data directory, talks to it over HTTP only, and
+//! kills it when done, so tests run in parallel without sharing anything.
+//! The helpers live in [`support`]; the tests are grouped by what they pin:
+//!
+//! - [`core`]: the handler contract, the gateway, versions, persistence;
+//! - [`limits`]: concurrency, timeouts, crashes, log and body caps;
+//! - [`api`]: auth, error shapes, validation, tokens, docs and metrics.
+
+mod api;
+mod core;
+mod limits;
+mod support;
