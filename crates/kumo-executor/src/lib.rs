@@ -41,6 +41,8 @@ pub struct ExecutorConfig {
     pub queue_timeout: Duration,
     /// How many calls may wait per function.
     pub max_queue: usize,
+    /// Concurrent calls per tenant, over all its functions.
+    pub tenant_concurrency: usize,
     /// Least time allowed for a runner to start and load its code.
     pub start_timeout: Duration,
     /// Log bytes kept per call.
@@ -59,6 +61,8 @@ pub struct ExecutorConfig {
 pub struct DeploymentSpec {
     /// Identifies this spec's pool; a different key means new instances.
     pub key: String,
+    /// The owner; its calls share one concurrency budget.
+    pub tenant: String,
     pub function_name: String,
     pub version: i64,
     pub runtime: Runtime,
@@ -116,6 +120,7 @@ pub struct Executor {
 struct Inner {
     config: ExecutorConfig,
     pools: Mutex<HashMap<String, Arc<Pool>>>,
+    tenants: Mutex<HashMap<String, Arc<Semaphore>>>,
     shutting_down: AtomicBool,
     in_flight: AtomicUsize,
     idle_changed: tokio::sync::Notify,
@@ -136,6 +141,7 @@ impl Executor {
         let inner = Arc::new(Inner {
             config,
             pools: Mutex::new(HashMap::new()),
+            tenants: Mutex::new(HashMap::new()),
             shutting_down: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
             idle_changed: tokio::sync::Notify::new(),
@@ -160,6 +166,7 @@ impl Executor {
             return Err(ExecError::ShuttingDown);
         }
         let pool = inner.pool(spec);
+        let _tenant_permit = inner.acquire_tenant(&spec.tenant).await?;
         let _permit = pool.acquire(&inner.config).await?;
         inner.in_flight.fetch_add(1, Ordering::AcqRel);
         let _in_flight = InFlight(inner);
@@ -303,6 +310,28 @@ impl Drop for InFlight<'_> {
 }
 
 impl Inner {
+    async fn acquire_tenant(
+        &self,
+        tenant: &str,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, ExecError> {
+        let semaphore = {
+            let mut tenants = self.tenants.lock().expect("tenants lock poisoned");
+            tenants
+                .entry(tenant.to_string())
+                .or_insert_with(|| Arc::new(Semaphore::new(self.config.tenant_concurrency.max(1))))
+                .clone()
+        };
+        if let Ok(permit) = semaphore.clone().try_acquire_owned() {
+            return Ok(permit);
+        }
+        match tokio::time::timeout(self.config.queue_timeout, semaphore.acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(ExecError::Overloaded {
+                retry_after: Duration::from_secs(1),
+            }),
+        }
+    }
+
     fn pool(&self, spec: &Arc<DeploymentSpec>) -> Arc<Pool> {
         let mut pools = self.pools.lock().expect("pools lock poisoned");
         pools

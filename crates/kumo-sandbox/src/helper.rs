@@ -556,12 +556,37 @@ fn exec_runner_inner(
         .iter()
         .filter_map(|(k, v)| CString::new(format!("{k}={v}")).ok())
         .collect();
+    restrict_filesystem()?;
     for filter in filters {
         seccompiler::apply_filter(filter)
             .map_err(|e| format!("installing the seccomp filter: {e}"))?;
     }
     nix::unistd::execve(&program, &argv, &envp)
         .map_err(|e| format!("exec {}: {e}", spec.program.display()))
+}
+
+/// Landlock, a second filesystem layer behind the read-only mounts: read
+/// and execute everywhere, write only in /tmp and to the /dev nodes.
+/// Best effort: on kernels without Landlock the mounts alone hold.
+fn restrict_filesystem() -> Result<(), String> {
+    use landlock::{
+        ABI, Access, AccessFs, Ruleset, RulesetAttr, RulesetCreatedAttr, path_beneath_rules,
+    };
+    let abi = ABI::V5;
+    Ruleset::default()
+        .handle_access(AccessFs::from_all(abi))
+        .and_then(|r| r.create())
+        .and_then(|r| r.add_rules(path_beneath_rules(["/"], AccessFs::from_read(abi))))
+        .and_then(|r| r.add_rules(path_beneath_rules(["/tmp"], AccessFs::from_all(abi))))
+        .and_then(|r| {
+            r.add_rules(path_beneath_rules(
+                ["/dev"],
+                AccessFs::from_read(abi) | AccessFs::WriteFile,
+            ))
+        })
+        .and_then(|r| r.restrict_self())
+        .map(drop)
+        .map_err(|e| format!("landlock: {e}"))
 }
 
 /// Clears the inheritable set too (setuid leaves it).

@@ -20,6 +20,8 @@ pub const DEFAULT_MAX_QUEUE: usize = 100;
 pub const DEFAULT_DRAIN_TIMEOUT_MS: u64 = 30_000;
 /// CPU per instance, in thousandths of a core.
 pub const DEFAULT_CPU_MILLICORES: u64 = 1000;
+/// Concurrent calls per user, over all their functions.
+pub const DEFAULT_TENANT_CONCURRENCY: usize = 100;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -36,6 +38,8 @@ pub struct Config {
     pub keep_alive: Duration,
     pub queue_timeout: Duration,
     pub max_queue: usize,
+    /// Concurrent calls per user, over all their functions.
+    pub tenant_concurrency: usize,
     pub drain_timeout: Duration,
     /// How instances are confined; `Process` is for development only.
     pub isolation: Isolation,
@@ -55,6 +59,7 @@ impl Default for Config {
             keep_alive: Duration::from_millis(DEFAULT_KEEP_ALIVE_MS),
             queue_timeout: Duration::from_millis(DEFAULT_QUEUE_TIMEOUT_MS),
             max_queue: DEFAULT_MAX_QUEUE,
+            tenant_concurrency: DEFAULT_TENANT_CONCURRENCY,
             drain_timeout: Duration::from_millis(DEFAULT_DRAIN_TIMEOUT_MS),
             isolation: Isolation::Namespaces,
             cpu_millicores: DEFAULT_CPU_MILLICORES,

@@ -150,6 +150,12 @@ fn record(
         logs_truncated: i64::from(outcome.logs_truncated),
         duration_us: i64::try_from(outcome.duration.as_micros()).unwrap_or(i64::MAX),
         cold_start: i64::from(outcome.cold_start),
+        cpu_us: outcome
+            .cpu_time
+            .and_then(|t| i64::try_from(t.as_micros()).ok()),
+        peak_memory: outcome
+            .peak_memory_bytes
+            .and_then(|b| i64::try_from(b).ok()),
         created_at,
         finished_at: Some(kumo_store::now_ms()),
     }
@@ -189,6 +195,8 @@ pub(crate) async fn accept_async(
         logs_truncated: 0,
         duration_us: 0,
         cold_start: 0,
+        cpu_us: None,
+        peak_memory: None,
         created_at: kumo_store::now_ms(),
         finished_at: None,
     };

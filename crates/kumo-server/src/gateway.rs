@@ -305,6 +305,8 @@ fn http_response(map: &serde_json::Map<String, Value>, status: &Value) -> Result
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(default_type));
     }
     let mut response = (status, body).into_response();
+    // `Vec<u8>` brings a default content type; the function's (or ours) replaces it.
+    response.headers_mut().remove(header::CONTENT_TYPE);
     for (name, value) in headers.iter() {
         if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
             continue;

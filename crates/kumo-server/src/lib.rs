@@ -138,6 +138,7 @@ pub async fn serve(
         keep_alive: config.keep_alive,
         queue_timeout: config.queue_timeout,
         max_queue: config.max_queue,
+        tenant_concurrency: config.tenant_concurrency,
         start_timeout: Duration::from_secs(10),
         log_bytes: config.limits.log_bytes,
         open_files: config.limits.open_files,

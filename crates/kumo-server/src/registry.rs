@@ -137,6 +137,7 @@ async fn load(
                 "{}:{}:{}:{}",
                 deployment.id, function.timeout_ms, function.memory_mb, concurrency
             ),
+            tenant: project.owner_id.clone(),
             function_name: function.name.clone(),
             version: deployment.version,
             runtime,

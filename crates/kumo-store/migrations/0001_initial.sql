@@ -79,6 +79,8 @@ CREATE TABLE invocations (
     logs_truncated BIGINT NOT NULL DEFAULT 0,
     duration_us    BIGINT NOT NULL DEFAULT 0,
     cold_start     BIGINT NOT NULL DEFAULT 0,
+    cpu_us         BIGINT,
+    peak_memory    BIGINT,
     created_at     BIGINT NOT NULL,
     finished_at    BIGINT
 );

@@ -169,6 +169,8 @@ pub struct InvocationRow {
     pub logs_truncated: i64,
     pub duration_us: i64,
     pub cold_start: i64,
+    pub cpu_us: Option<i64>,
+    pub peak_memory: Option<i64>,
     pub created_at: i64,
     pub finished_at: Option<i64>,
 }
@@ -641,10 +643,11 @@ impl Store {
         let mut tx = self.db.begin().await?;
         for r in rows {
             sqlx::query(
-                "INSERT INTO invocations (id, owner_id, project_id, function_id, project, function, version, trigger_kind, status, input, output, error, logs, logs_truncated, duration_us, cold_start, created_at, finished_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
+                "INSERT INTO invocations (id, owner_id, project_id, function_id, project, function, version, trigger_kind, status, input, output, error, logs, logs_truncated, duration_us, cold_start, created_at, finished_at, cpu_us, peak_memory) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20) \
                  ON CONFLICT (id) DO UPDATE SET version = excluded.version, status = excluded.status, output = excluded.output, error = excluded.error, \
-                 logs = excluded.logs, logs_truncated = excluded.logs_truncated, duration_us = excluded.duration_us, cold_start = excluded.cold_start, finished_at = excluded.finished_at",
+                 logs = excluded.logs, logs_truncated = excluded.logs_truncated, duration_us = excluded.duration_us, cold_start = excluded.cold_start, finished_at = excluded.finished_at, \
+                 cpu_us = excluded.cpu_us, peak_memory = excluded.peak_memory",
             )
             .bind(&r.id)
             .bind(&r.owner_id)
@@ -664,6 +667,8 @@ impl Store {
             .bind(r.cold_start)
             .bind(r.created_at)
             .bind(r.finished_at)
+            .bind(r.cpu_us)
+            .bind(r.peak_memory)
             .execute(&mut *tx)
             .await?;
         }

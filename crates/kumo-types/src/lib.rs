@@ -289,6 +289,10 @@ pub struct InvokeResponse {
     pub duration_ms: f64,
     pub cold_start: bool,
     pub version: Option<i64>,
+    /// CPU time the call used, where measured.
+    pub cpu_ms: Option<f64>,
+    /// Peak memory of the instance during the call, where measured.
+    pub peak_memory_bytes: Option<u64>,
 }
 
 /// `202` answer of `?async=true`.
@@ -314,6 +318,8 @@ pub struct Invocation {
     pub logs_truncated: bool,
     pub duration_ms: f64,
     pub cold_start: bool,
+    pub cpu_ms: Option<f64>,
+    pub peak_memory_bytes: Option<u64>,
     pub created_at: i64,
     pub finished_at: Option<i64>,
 }

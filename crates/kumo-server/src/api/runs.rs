@@ -43,6 +43,8 @@ pub(crate) fn to_api(row: InvocationRow) -> Invocation {
         logs_truncated: row.logs_truncated != 0,
         duration_ms: row.duration_us as f64 / 1000.0,
         cold_start: row.cold_start != 0,
+        cpu_ms: row.cpu_us.map(|us| us as f64 / 1000.0),
+        peak_memory_bytes: row.peak_memory.and_then(|b| u64::try_from(b).ok()),
         created_at: row.created_at,
         finished_at: row.finished_at,
     }
@@ -61,6 +63,8 @@ fn invoke_response(id: String, version: i64, outcome: Outcome) -> InvokeResponse
         duration_ms: outcome.duration.as_secs_f64() * 1000.0,
         cold_start: outcome.cold_start,
         version: Some(version),
+        cpu_ms: outcome.cpu_time.map(|t| t.as_secs_f64() * 1000.0),
+        peak_memory_bytes: outcome.peak_memory_bytes,
     }
 }
 
