@@ -88,15 +88,15 @@ pub(crate) fn runtime_paths(interpreter: &Path) -> Vec<PathBuf> {
             let Ok(real) = std::fs::canonicalize(&path) else {
                 continue;
             };
-            if real.ends_with("lib-dynload") {
-                if let Ok(entries) = std::fs::read_dir(&real) {
-                    binaries.extend(
-                        entries
-                            .flatten()
-                            .map(|e| e.path())
-                            .filter(|p| p.extension().is_some_and(|x| x == "so")),
-                    );
-                }
+            if real.ends_with("lib-dynload")
+                && let Ok(entries) = std::fs::read_dir(&real)
+            {
+                binaries.extend(
+                    entries
+                        .flatten()
+                        .map(|e| e.path())
+                        .filter(|p| p.extension().is_some_and(|x| x == "so")),
+                );
             }
             paths.insert(real);
         }

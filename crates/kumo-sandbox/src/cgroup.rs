@@ -95,6 +95,7 @@ impl Manager {
                 layout: Layout::V2 { base },
             };
             manager.clean_orphans();
+            manager.clean_other_scopes();
             return Ok(manager);
         }
         let mut bases = Vec::new();
@@ -121,6 +122,7 @@ impl Manager {
             layout: Layout::V1 { bases },
         };
         manager.clean_orphans();
+        manager.clean_other_scopes();
         Ok(manager)
     }
 
@@ -144,7 +146,16 @@ impl Manager {
             },
         };
         for (_, dir) in &group.dirs {
-            fs::create_dir(dir)?;
+            if let Err(e) = fs::create_dir(dir) {
+                // Another server may have removed our empty base; make it
+                // again and retry once.
+                let parent = dir.parent().ok_or(e)?;
+                fs::create_dir_all(parent)?;
+                if group.v2 {
+                    write(&parent.join("cgroup.subtree_control"), "+memory +pids +cpu")?;
+                }
+                fs::create_dir(dir)?;
+            }
         }
         if let Err(e) = group.apply(limits) {
             group.remove();
@@ -153,12 +164,48 @@ impl Manager {
         Ok(group)
     }
 
-    /// Kills and removes every group left under this scope.
-    fn clean_orphans(&self) {
-        let dirs: Vec<PathBuf> = match &self.layout {
+    /// Kills every instance of this scope and removes its groups and base
+    /// directories (at shutdown).
+    pub(crate) fn remove_all(&self) {
+        self.clean_orphans();
+        for base in self.bases() {
+            let _ = fs::remove_dir(base);
+        }
+    }
+
+    fn bases(&self) -> Vec<PathBuf> {
+        match &self.layout {
             Layout::V2 { base } => vec![base.clone()],
             Layout::V1 { bases } => bases.iter().map(|(_, b)| b.clone()).collect(),
-        };
+        }
+    }
+
+    /// Removes empty groups other servers left behind (their scopes end
+    /// with their data dirs). Groups that still hold processes belong to a
+    /// live server, or to instances about to exit, and are left alone.
+    fn clean_other_scopes(&self) {
+        for base in self.bases() {
+            let Some(parent) = base.parent() else { continue };
+            let Ok(entries) = fs::read_dir(parent) else { continue };
+            for scope in entries.flatten() {
+                let path = scope.path();
+                let is_other = scope.file_name().to_string_lossy().starts_with("kumo-") && path != base;
+                if !is_other || !path.is_dir() {
+                    continue;
+                }
+                if let Ok(groups) = fs::read_dir(&path) {
+                    for group in groups.flatten().filter(|g| g.path().is_dir()) {
+                        let _ = fs::remove_dir(group.path());
+                    }
+                }
+                let _ = fs::remove_dir(&path);
+            }
+        }
+    }
+
+    /// Kills and removes every group left under this scope.
+    fn clean_orphans(&self) {
+        let dirs = self.bases();
         let mut removed = 0;
         for base in dirs {
             let Ok(entries) = fs::read_dir(&base) else {

@@ -185,6 +185,14 @@ impl Sandbox {
         self.config.isolation
     }
 
+    /// Kills every instance still running and removes this server's
+    /// cgroups. Called once, at the end of shutdown.
+    pub fn shutdown(&self) {
+        if let Some(cgroups) = &self.cgroups {
+            cgroups.remove_all();
+        }
+    }
+
     /// Starts `spec` and returns the running process.
     pub fn spawn(&self, spec: &Spec) -> Result<Process, SandboxError> {
         let (host_end, child_end) = StdUnixStream::pair().map_err(SandboxError::Socketpair)?;

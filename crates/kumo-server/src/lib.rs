@@ -134,7 +134,7 @@ pub async fn serve(
     let sandbox = Arc::new(start_sandbox(&config)?);
     let executor = Executor::start(ExecutorConfig {
         toolchain,
-        sandbox,
+        sandbox: sandbox.clone(),
         keep_alive: config.keep_alive,
         queue_timeout: config.queue_timeout,
         max_queue: config.max_queue,
@@ -195,6 +195,7 @@ pub async fn serve(
     drop(recorder);
     let _ = recorder_task.await;
     store.close().await;
+    sandbox.shutdown();
     tracing::info!("stopped");
     Ok(())
 }

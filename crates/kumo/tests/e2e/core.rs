@@ -471,6 +471,7 @@ async fn warm_instance_keeps_module_state() {
         .await;
     assert_eq!(resp.expect_status(200), json!({"count": 4}));
     assert_eq!(server.metric("kumo_cold_starts_total").await, 1.0);
+    assert_eq!(server.metric("kumo_instances").await, 1.0);
 }
 
 #[tokio::test]
@@ -483,7 +484,6 @@ async fn idle_instance_scales_to_zero_and_wakes_cold() {
     let first = server.invoke("core", "counter", json!({})).await;
     assert_eq!(first["cold_start"], true, "{first}");
     assert_eq!(first["output"]["count"], 1, "{first}");
-    assert_eq!(server.metric("kumo_instances").await, 1.0);
 
     wait_for(
         "the idle instance to be stopped",
@@ -819,6 +819,63 @@ async fn runs_are_recorded_quickly_and_paginate() {
     let mut newest_first = listed.clone();
     newest_first.sort_by(|a, b| b.cmp(a));
     assert_eq!(listed, newest_first, "newest first");
+}
+
+#[tokio::test]
+async fn async_invoke_is_queued_then_recorded_and_runs_replay() {
+    let server = TestServer::start().await;
+    let code = py(r#"
+        def handler(event, context):
+            return {"doubled": event["n"] * 2, "run": context.request_id}
+    "#);
+    server
+        .deploy("core", "twice", &[("main.py", &code)], json!({}))
+        .await;
+
+    let accepted = server
+        .call(
+            Method::POST,
+            "/api/v1/projects/core/functions/twice/invoke?async=true",
+            Some(json!({"n": 21})),
+        )
+        .await
+        .expect_status(202);
+    assert_eq!(accepted["status"], "queued", "{accepted}");
+    let id = accepted["id"].as_str().expect("id").to_string();
+    let path = format!("/api/v1/invocations/{id}");
+    let record = wait_for(
+        "the async run to finish",
+        Duration::from_secs(5),
+        async || {
+            let record = server.get(&path).await.expect_status(200);
+            (record["status"] != "queued" && record["status"] != "running").then_some(record)
+        },
+    )
+    .await;
+    assert_eq!(record["status"], "succeeded", "{record}");
+    assert_eq!(record["trigger"], "async", "{record}");
+    assert_eq!(
+        record["output"],
+        json!({"doubled": 42, "run": id}),
+        "{record}"
+    );
+
+    let replayed = server
+        .call(
+            Method::POST,
+            &format!("/api/v1/invocations/{id}/replay"),
+            None,
+        )
+        .await
+        .expect_status(200);
+    assert_eq!(replayed["status"], "succeeded", "{replayed}");
+    assert_ne!(replayed["id"], id.as_str(), "a replay is a new run");
+    assert_eq!(replayed["output"]["doubled"], 42, "same input: {replayed}");
+    let record = server
+        .run_record(replayed["id"].as_str().expect("id"), Duration::from_secs(2))
+        .await;
+    assert_eq!(record["trigger"], "replay", "{record}");
+    assert_eq!(record["input"], json!({"n": 21}), "{record}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -298,6 +298,9 @@ async fn bodies_over_6_mib_get_413() {
     let server = TestServer::start().await;
     let code = py(r#"
         def handler(event):
+            mib = event.get("respond_mib") or int((event.get("query") or {}).get("respond_mib", 0))
+            if mib:
+                return "r" * (mib * 1024 * 1024)
             body = event.get("body", event.get("data", ""))
             return len(body)
     "#);
@@ -335,4 +338,17 @@ async fn bodies_over_6_mib_get_413() {
         .invoke("lim", "sized", json!({"data": five_mib}))
         .await;
     assert_eq!(run["output"], json!(5 * 1024 * 1024), "{}", run["error"]);
+
+    // A response over the limit fails the run instead of being sent.
+    let run = server
+        .invoke("lim", "sized", json!({"respond_mib": 7}))
+        .await;
+    assert_eq!(run["status"], "failed", "{}", run["error"]);
+    assert_eq!(run["error"]["type"], "ResponseTooLarge", "{}", run["error"]);
+    assert_eq!(run["output"], Value::Null);
+    let resp = server
+        .send(server.public(Method::GET, "/fn/lim/sized?respond_mib=7"))
+        .await;
+    resp.expect_error(500, "function_error");
+    assert!(resp.body.len() < 1024, "the oversized body is not sent");
 }

@@ -13,3 +13,4 @@ mod api;
 mod core;
 mod limits;
 mod support;
+mod security;
