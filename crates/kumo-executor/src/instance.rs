@@ -99,10 +99,15 @@ impl Instance {
                 tmp_bytes: config.tmp_bytes,
             },
         };
+        let spawn_started = Instant::now();
         let process = config
             .sandbox
             .spawn(&sandbox_spec)
             .map_err(|e| StartError::Spawn(e.to_string()))?;
+        tracing::debug!(
+            spawn_ms = spawn_started.elapsed().as_secs_f64() * 1000.0,
+            "instance spawned"
+        );
         let mut instance = Instance {
             handle: process.handle,
             channel: process.channel,
@@ -112,7 +117,8 @@ impl Instance {
             last_used: Instant::now(),
         };
 
-        let deadline = Instant::now() + config.start_timeout.max(spec.timeout);
+        let spawned = Instant::now();
+        let deadline = spawned + config.start_timeout.max(spec.timeout);
         match instance.exchange(None, logs, deadline).await {
             Ok(RunnerMessage::Hello { protocol, .. }) if protocol == protocol::PROTOCOL_VERSION => {
             }
@@ -126,10 +132,21 @@ impl Instance {
             Err(end) => return Err(StartError::Load(instance.finish_failed(end, logs).await)),
         }
 
+        tracing::debug!(
+            hello_ms = spawned.elapsed().as_secs_f64() * 1000.0,
+            "runner said hello"
+        );
         let code_dir = code_dir.to_string_lossy();
         let load = protocol::encode(&Load::new(&code_dir, &spec.entrypoint, &spec.handler));
         match instance.exchange(Some(&load), logs, deadline).await {
-            Ok(RunnerMessage::Loaded) => Ok(instance),
+            Ok(RunnerMessage::Loaded) => {
+                tracing::debug!(
+                    function = %spec.function_name,
+                    ready_ms = spawned.elapsed().as_secs_f64() * 1000.0,
+                    "instance ready"
+                );
+                Ok(instance)
+            }
             Ok(RunnerMessage::LoadError(error)) => {
                 instance.drain(logs);
                 instance.handle.kill();

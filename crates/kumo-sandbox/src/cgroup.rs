@@ -7,7 +7,6 @@
 
 use std::fs;
 use std::io::{self, Write};
-use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use nix::sys::signal::{Signal, kill};
@@ -185,11 +184,16 @@ impl Manager {
     /// live server, or to instances about to exit, and are left alone.
     fn clean_other_scopes(&self) {
         for base in self.bases() {
-            let Some(parent) = base.parent() else { continue };
-            let Ok(entries) = fs::read_dir(parent) else { continue };
+            let Some(parent) = base.parent() else {
+                continue;
+            };
+            let Ok(entries) = fs::read_dir(parent) else {
+                continue;
+            };
             for scope in entries.flatten() {
                 let path = scope.path();
-                let is_other = scope.file_name().to_string_lossy().starts_with("kumo-") && path != base;
+                let is_other =
+                    scope.file_name().to_string_lossy().starts_with("kumo-") && path != base;
                 if !is_other || !path.is_dir() {
                     continue;
                 }
@@ -286,17 +290,12 @@ impl Group {
         Ok(())
     }
 
-    /// Opens every `cgroup.procs` for writing; a process writes `0` into
-    /// them (after fork, before exec) to join the group.
-    pub(crate) fn procs_files(&self) -> io::Result<Vec<OwnedFd>> {
+    /// Every `cgroup.procs` of the group; a process writes `0` into each
+    /// to join it.
+    pub(crate) fn procs_paths(&self) -> Vec<PathBuf> {
         self.dirs
             .iter()
-            .map(|(_, d)| {
-                fs::OpenOptions::new()
-                    .write(true)
-                    .open(d.join("cgroup.procs"))
-                    .map(OwnedFd::from)
-            })
+            .map(|(_, d)| d.join("cgroup.procs"))
             .collect()
     }
 

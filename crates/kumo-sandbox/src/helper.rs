@@ -20,8 +20,8 @@
 
 use std::ffi::CString;
 use std::fs;
-use std::io::{Read, Write};
-use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 
@@ -33,8 +33,6 @@ use serde::{Deserialize, Serialize};
 
 /// Inside the sandbox, code runs as this uid and gid.
 pub(crate) const SANDBOX_UID: u32 = 1000;
-/// The descriptor the helper reads its spec from.
-pub(crate) const SPEC_FD: i32 = 4;
 
 /// What the host tells the helper; sent as JSON on fd 4.
 #[derive(Debug, Serialize, Deserialize)]
@@ -51,6 +49,8 @@ pub(crate) struct HelperSpec {
     pub(crate) mounts: Vec<(PathBuf, PathBuf)>,
     /// Symbolic links to create inside: path → target.
     pub(crate) symlinks: Vec<(PathBuf, PathBuf)>,
+    /// The `cgroup.procs` files of the instance's cgroup, to join first.
+    pub(crate) cgroup_procs: Vec<PathBuf>,
     pub(crate) tmp_bytes: u64,
     /// Host uid/gid that inside 0 maps to; inside 1000 maps to the next.
     pub(crate) id_base: u32,
@@ -72,15 +72,33 @@ pub fn run_helper() -> ! {
 }
 
 fn helper() -> Result<i32, String> {
-    // SAFETY: the host passes the spec on fd 4 and nothing else owns it;
-    // taking ownership closes it once read.
-    let spec_fd = unsafe { OwnedFd::from_raw_fd(SPEC_FD) };
-    let mut text = String::new();
-    fs::File::from(spec_fd)
-        .read_to_string(&mut text)
-        .map_err(|e| format!("reading the sandbox spec: {e}"))?;
-    let spec: HelperSpec =
-        serde_json::from_str(&text).map_err(|e| format!("parsing the sandbox spec: {e}"))?;
+    // fd 0 is the channel; the host wrote the spec on it as the first frame.
+    let spec = read_spec()?;
+    // Join the instance's cgroup before anything else is created, so every
+    // process of the sandbox is counted and killed with it.
+    for path in &spec.cgroup_procs {
+        fs::write(path, "0").map_err(|e| format!("joining cgroup {}: {e}", path.display()))?;
+    }
+    nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
+    // The channel moves to fd 3, fd 0 becomes /dev/null, and nothing else
+    // crosses the coming exec.
+    // SAFETY: dup2 between the standard descriptors of this single-threaded
+    // process; no Rust object owns fd 0 or fd 3.
+    unsafe {
+        if libc::dup2(0, crate::CHANNEL_FD) < 0 {
+            return Err(format!(
+                "dup2 of the channel: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
+    let null = fs::File::open("/dev/null").map_err(|e| format!("/dev/null: {e}"))?;
+    // SAFETY: as above.
+    unsafe {
+        libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), 0);
+    }
+    drop(null);
+    crate::close_above(crate::CHANNEL_FD).map_err(|e| format!("close_range: {e}"))?;
     // Built before the clone so the runner only has to install it.
     let filters = crate::seccomp::build()?;
     // The root is built here, as host root in a private mount namespace,
@@ -136,6 +154,34 @@ fn helper() -> Result<i32, String> {
             Err(e) => return Err(format!("waiting for the sandbox: {e}")),
         }
     }
+}
+
+/// Reads the spec frame from fd 0, unbuffered: nothing past the frame
+/// may be consumed, it belongs to the runner.
+fn read_spec() -> Result<HelperSpec, String> {
+    let stdin = std::io::stdin();
+    let fd = stdin.as_fd();
+    let read_exact = |buf: &mut [u8]| -> Result<(), String> {
+        let mut done = 0;
+        while done < buf.len() {
+            match nix::unistd::read(fd, &mut buf[done..]) {
+                Ok(0) => return Err("the host closed the channel before sending the spec".into()),
+                Ok(n) => done += n,
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(format!("reading the sandbox spec: {e}")),
+            }
+        }
+        Ok(())
+    };
+    let mut len = [0u8; 4];
+    read_exact(&mut len)?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > 4 * 1024 * 1024 {
+        return Err(format!("sandbox spec of {len} bytes is too large"));
+    }
+    let mut body = vec![0u8; len];
+    read_exact(&mut body)?;
+    serde_json::from_slice(&body).map_err(|e| format!("parsing the sandbox spec: {e}"))
 }
 
 /// Points fds 0–2 at /dev/null and closes fd 3.

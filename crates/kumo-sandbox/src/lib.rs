@@ -33,7 +33,7 @@ mod seccomp;
 pub use helper::run_helper;
 
 use std::ffi::OsString;
-use std::io::{self, Seek, Write};
+use std::io::{self, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream as StdUnixStream;
 use std::path::{Path, PathBuf};
@@ -200,9 +200,8 @@ impl Sandbox {
             nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(SandboxError::Pipe)?;
         let (stderr_read, stderr_write) =
             nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(SandboxError::Pipe)?;
-        let channel_fd = high_fd(child_end.as_raw_fd())?;
 
-        let (mut command, group, spec_fd, procs) = match (&self.cgroups, self.config.isolation) {
+        let (mut command, group, _channel_copy) = match (&self.cgroups, self.config.isolation) {
             (Some(cgroups), Isolation::Namespaces) => {
                 let n = self.counter.fetch_add(1, Ordering::Relaxed);
                 let id = format!("i{}-{n}", std::process::id());
@@ -217,48 +216,51 @@ impl Sandbox {
                         },
                     )
                     .map_err(SandboxError::Cgroup)?;
-                let group = Arc::new(group);
-                let procs = group.procs_files().map_err(SandboxError::Cgroup)?;
-                let spec_fd = self.write_spec(spec, n)?;
+                // The spec goes ahead of everything else on the channel; the
+                // helper reads it from fd 0 before the runner exists. With
+                // no code to run between fork and exec, the helper starts
+                // through posix_spawn (vfork): no copy of the server's
+                // page tables on the way to every cold start.
+                self.send_spec(&host_end, spec, n, &group)?;
                 let mut command = tokio::process::Command::new(&self.config.helper_exe);
-                command.arg("__sandbox").env_clear();
-                (command, Some(group), Some(spec_fd), procs)
+                command
+                    .arg("__sandbox")
+                    .env_clear()
+                    .stdin(Stdio::from(OwnedFd::from(child_end)));
+                (command, Some(Arc::new(group)), None)
             }
             _ => {
+                let channel_fd = high_fd(child_end.as_raw_fd())?;
+                drop(child_end);
                 let mut command = tokio::process::Command::new(&spec.program);
                 command
                     .args(&spec.args)
                     .env_clear()
                     .envs(spec.env.iter().map(|(k, v)| (k, v)))
-                    .current_dir(&spec.cwd);
-                (command, None, None, Vec::new())
+                    .current_dir(&spec.cwd)
+                    .stdin(Stdio::null());
+                let channel_raw = channel_fd.as_raw_fd();
+                let limits = spec.limits;
+                // SAFETY: the closure runs in the forked child before exec
+                // and calls only async-signal-safe system calls (setsid,
+                // dup2, setrlimit, close_range); it allocates nothing and
+                // takes no lock. `channel_fd` outlives the spawn below.
+                unsafe {
+                    command.pre_exec(move || child_setup(channel_raw, limits));
+                }
+                // Kept open until the child has been spawned.
+                (command, None, Some(channel_fd))
             }
         };
         command
-            .stdin(Stdio::null())
             .stdout(Stdio::from(stdout_write))
             .stderr(Stdio::from(stderr_write))
             .kill_on_drop(true);
-
-        let spec_raw = spec_fd.as_ref().map(|fd| fd.as_raw_fd());
-        let procs_raw: Vec<i32> = procs.iter().map(|fd| fd.as_raw_fd()).collect();
-        let channel_raw = channel_fd.as_raw_fd();
-        // Process mode sets rlimits here; the helper sets them in namespace mode.
-        let rlimits = group.is_none().then_some(spec.limits);
-        // SAFETY: the closure runs in the forked child before exec and calls
-        // only async-signal-safe system calls (setsid, write, dup2, fcntl,
-        // setrlimit, close_range); it allocates nothing and takes no lock.
-        unsafe {
-            command.pre_exec(move || child_setup(channel_raw, spec_raw, &procs_raw, rlimits));
-        }
         let child = command.spawn().map_err(|source| SandboxError::Spawn {
             program: spec.program.display().to_string(),
             source,
         })?;
-        drop(child_end);
-        drop(channel_fd);
-        drop(spec_fd);
-        drop(procs);
+        drop(command);
         let pid = child.id().unwrap_or_default();
 
         host_end
@@ -280,8 +282,15 @@ impl Sandbox {
         })
     }
 
-    /// Writes the helper's spec into a sealed-off memory file.
-    fn write_spec(&self, spec: &Spec, n: u64) -> Result<OwnedFd, SandboxError> {
+    /// Writes the helper's spec as one frame (4-byte big-endian length,
+    /// then JSON) on the channel; secrets never touch a command line.
+    fn send_spec(
+        &self,
+        channel: &StdUnixStream,
+        spec: &Spec,
+        n: u64,
+        group: &cgroup::Group,
+    ) -> Result<(), SandboxError> {
         let helper_spec = helper::HelperSpec {
             program: spec.program.clone(),
             args: spec
@@ -303,23 +312,24 @@ impl Sandbox {
             root_dir: self.config.work_dir.join("root"),
             mounts: spec.mounts.clone(),
             symlinks: self.symlinks.clone(),
+            cgroup_procs: group.procs_paths(),
             tmp_bytes: spec.limits.tmp_bytes,
             id_base: 1_000_000 + u32::try_from((n % 400_000) * 2).unwrap_or(0),
             open_files: spec.limits.open_files,
             file_size_bytes: spec.limits.file_size_bytes,
             pids: spec.limits.pids,
         };
-        let json =
-            serde_json::to_vec(&helper_spec).map_err(|e| SandboxError::Spec(e.to_string()))?;
-        let fd = nix::sys::memfd::memfd_create("kumo-spec", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
-            .map_err(|e| SandboxError::Spec(format!("memfd_create: {e}")))?;
-        let mut file = std::fs::File::from(fd);
-        file.write_all(&json)
+        let mut frame = vec![0u8; 4];
+        serde_json::to_writer(&mut frame, &helper_spec)
             .map_err(|e| SandboxError::Spec(e.to_string()))?;
-        file.rewind()
-            .map_err(|e| SandboxError::Spec(e.to_string()))?;
-        let fd = OwnedFd::from(file);
-        high_fd(fd.as_raw_fd())
+        let len = u32::try_from(frame.len() - 4)
+            .map_err(|_| SandboxError::Spec("spec too large".into()))?;
+        frame[..4].copy_from_slice(&len.to_be_bytes());
+        // The socket is still blocking and its buffer far larger than a
+        // spec, so this completes at once.
+        (&*channel)
+            .write_all(&frame)
+            .map_err(|e| SandboxError::Spec(e.to_string()))
     }
 }
 
@@ -361,49 +371,31 @@ fn high_fd(fd: i32) -> Result<OwnedFd, SandboxError> {
     Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(dup) })
 }
 
-/// Runs in the child between fork and exec.
-fn child_setup(
-    channel_fd: i32,
-    spec_fd: Option<i32>,
-    procs: &[i32],
-    limits: Option<Limits>,
-) -> io::Result<()> {
-    // Join the instance's cgroup first, so everything after is counted.
-    for fd in procs {
-        // SAFETY: write of two bytes from a static buffer to an open fd.
-        if unsafe { libc::write(*fd, b"0\n".as_ptr().cast(), 2) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
+/// Runs in the child between fork and exec (process mode only).
+fn child_setup(channel_fd: i32, limits: Limits) -> io::Result<()> {
     // SAFETY: setsid has no memory-safety preconditions.
     if unsafe { libc::setsid() } < 0 {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: dup2 between valid descriptor numbers; the copies at 3 and 4
-    // have FD_CLOEXEC cleared, which is what we want.
+    // SAFETY: dup2 between valid descriptor numbers; the copy at 3 has
+    // FD_CLOEXEC cleared, which is what we want.
     if unsafe { libc::dup2(channel_fd, CHANNEL_FD) } < 0 {
         return Err(io::Error::last_os_error());
     }
-    let mut first_closed = CHANNEL_FD + 1;
-    if let Some(spec_fd) = spec_fd {
-        // SAFETY: as above.
-        if unsafe { libc::dup2(spec_fd, helper::SPEC_FD) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        first_closed = helper::SPEC_FD + 1;
-    }
-    if let Some(limits) = limits {
-        set_rlimit(libc::RLIMIT_NOFILE, limits.open_files)?;
-        set_rlimit(libc::RLIMIT_FSIZE, limits.file_size_bytes)?;
-        set_rlimit(libc::RLIMIT_CORE, 0)?;
-    }
-    // Every descriptor above ours closes at exec, whoever opened it.
+    set_rlimit(libc::RLIMIT_NOFILE, limits.open_files)?;
+    set_rlimit(libc::RLIMIT_FSIZE, limits.file_size_bytes)?;
+    set_rlimit(libc::RLIMIT_CORE, 0)?;
+    close_above(CHANNEL_FD)
+}
+
+/// Marks every descriptor above `fd` close-on-exec, whoever opened it.
+pub(crate) fn close_above(fd: i32) -> io::Result<()> {
     const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
     // SAFETY: close_range only changes descriptor flags in this process.
     let rc = unsafe {
         libc::syscall(
             libc::SYS_close_range,
-            first_closed as libc::c_uint,
+            (fd + 1) as libc::c_uint,
             libc::c_uint::MAX,
             CLOSE_RANGE_CLOEXEC,
         )
