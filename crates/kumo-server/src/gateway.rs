@@ -8,7 +8,6 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::{Path, State as AxState};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
@@ -22,66 +21,35 @@ use serde_json::value::RawValue;
 use crate::error::ApiError;
 use crate::{INVOCATION_HEADER, State, dispatch};
 
-pub(crate) fn router(_body_limit: usize) -> Router<State> {
+pub(crate) fn router() -> Router<State> {
     Router::new()
-        .route("/fn/{project}/{function}", any(call_root))
-        .route("/fn/{project}/{function}/", any(call_root))
-        .route("/fn/{project}/{function}/{*rest}", any(call_rest))
+        .route("/fn/{project}/{function}", any(call))
+        .route("/fn/{project}/{function}/", any(call))
+        .route("/fn/{project}/{function}/{*rest}", any(call))
 }
 
-async fn call_root(
-    state: AxState<State>,
-    Path((project, function)): Path<(String, String)>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: crate::api::Body,
-) -> Response {
-    call(
-        state,
-        project,
-        function,
-        String::from("/"),
-        method,
-        uri,
-        headers,
-        body.0,
-    )
-    .await
-}
-
-async fn call_rest(
-    state: AxState<State>,
-    Path((project, function, rest)): Path<(String, String, String)>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: crate::api::Body,
-) -> Response {
-    call(
-        state,
-        project,
-        function,
-        format!("/{rest}"),
-        method,
-        uri,
-        headers,
-        body.0,
-    )
-    .await
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn call(
-    AxState(state): AxState<State>,
+/// The path parameters of the gateway routes.
+#[derive(serde::Deserialize)]
+struct Target {
     project: String,
     function: String,
-    path: String,
+    #[serde(default)]
+    rest: String,
+}
+
+async fn call(
+    AxState(state): AxState<State>,
+    Path(Target {
+        project,
+        function,
+        rest,
+    }): Path<Target>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    crate::api::Body(body): crate::api::Body,
 ) -> Response {
+    let path = format!("/{rest}");
     let resolved = match state
         .registry()
         .resolve(state.store(), &project, &function)

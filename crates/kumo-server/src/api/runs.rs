@@ -173,6 +173,15 @@ pub(crate) async fn list(
     Ok(axum::Json(Page { items, next }))
 }
 
+/// A run the caller may see, else 404.
+async fn find_run(state: &State, user: &Authed, id: &str) -> ApiResult<InvocationRow> {
+    state
+        .store()
+        .invocation(user.scope(), id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format_args!("invocation '{id}'")))
+}
+
 /// One run, with input, output, error and logs.
 #[utoipa::path(get, path = "/api/v1/invocations/{id}", tag = "runs", security(("token" = [])),
     params(("id" = String, Path)), responses((status = 200, body = Invocation), (status = 404, body = ErrorBody)))]
@@ -181,11 +190,7 @@ pub(crate) async fn get(
     user: Authed,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<Invocation>> {
-    let row = state
-        .store()
-        .invocation(user.scope(), &id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format_args!("invocation '{id}'")))?;
+    let row = find_run(&state, &user, &id).await?;
     Ok(axum::Json(to_api(row)))
 }
 
@@ -197,11 +202,7 @@ pub(crate) async fn replay(
     user: Authed,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<InvokeResponse>> {
-    let row = state
-        .store()
-        .invocation(user.scope(), &id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format_args!("invocation '{id}'")))?;
+    let row = find_run(&state, &user, &id).await?;
     let resolved = state
         .registry()
         .resolve(state.store(), &row.project, &row.function)
