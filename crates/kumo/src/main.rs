@@ -58,6 +58,15 @@ struct ServeArgs {
     /// `process` (UNSAFE: plain processes, for development machines only).
     #[arg(long, default_value = "namespaces", env = "KUMO_ISOLATION", value_parser = parse_isolation)]
     isolation: config::Isolation,
+    /// CPU per instance, in thousandths of a core.
+    #[arg(long, default_value_t = config::DEFAULT_CPU_MILLICORES, env = "KUMO_CPU_MILLICORES")]
+    cpu_millicores: u64,
+    /// Processes and threads per instance.
+    #[arg(long, env = "KUMO_PIDS")]
+    pids: Option<u64>,
+    /// Size of each instance's /tmp, in MiB.
+    #[arg(long, env = "KUMO_TMP_MB")]
+    tmp_mb: Option<u64>,
 }
 
 fn parse_isolation(s: &str) -> Result<config::Isolation, String> {
@@ -90,6 +99,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    let defaults = Config::default();
+    let mut limits = defaults.limits.clone();
+    if let Some(pids) = args.pids {
+        limits.pids = pids.max(8);
+    }
+    if let Some(mb) = args.tmp_mb {
+        limits.tmp_bytes = mb.max(1) * 1024 * 1024;
+    }
     let config = Config {
         data_dir: args.data_dir,
         database_url: args.database_url,
@@ -100,7 +117,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         queue_timeout: Duration::from_millis(args.queue_timeout_ms),
         drain_timeout: Duration::from_millis(args.drain_timeout_ms),
         isolation: args.isolation,
-        ..Config::default()
+        cpu_millicores: args.cpu_millicores.max(10),
+        limits,
+        ..defaults
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
