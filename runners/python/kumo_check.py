@@ -1,11 +1,14 @@
 """Kumo Python syntax checker.
 
-Run as `python3.11 -I -S kumo_check.py`.  Reads one JSON object from stdin,
+Run as `python3.11 -I -S kumo_check.py DIR` to check every *.py file under
+DIR (this is how Kumo runs it, inside a sandbox with the deployment mounted
+read-only), or as `python3.11 -I -S kumo_check.py` to read one JSON object
+from stdin,
 
     {"files": {"main.py": "source...", "lib/x.py": "..."}}
 
-compiles every *.py file (nothing is executed) and writes one JSON object to
-stdout:
+It compiles every *.py file (nothing is executed) and writes one JSON object
+to stdout:
 
     {"ok": true}
     {"ok": false, "file": "main.py", "line": 3, "column": 5,
@@ -41,7 +44,33 @@ def check(files):
     return {"ok": True}
 
 
+def read_dir(root):
+    """Every *.py under root, as {relative path: source}."""
+    import os
+    files = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in filenames:
+            if name.endswith(".py"):
+                full = os.path.join(dirpath, name)
+                rel = os.path.relpath(full, root)
+                with open(full, "rb") as f:
+                    data = f.read()
+                try:
+                    files[rel] = data.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    return None, {"ok": False, "file": rel, "line": None, "column": None,
+                                  "message": "not valid UTF-8: %s" % e, "text": None}
+    return files, None
+
+
 def main():
+    if len(sys.argv) > 1:
+        files, error = read_dir(sys.argv[1])
+        result = error or check(files)
+        sys.stdout.write(json.dumps(result) + "\n")
+        sys.stdout.flush()
+        return 0
     try:
         request = json.loads(sys.stdin.buffer.read().decode("utf-8"))
         files = request["files"]

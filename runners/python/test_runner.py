@@ -807,3 +807,32 @@ class TestChecker(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class TestCheckerDirectory(unittest.TestCase):
+    """`kumo_check.py DIR`: how Kumo runs the checker, in a sandbox."""
+
+    def run_on(self, files):
+        with tempfile.TemporaryDirectory() as root:
+            for path, source in files.items():
+                full = os.path.join(root, path)
+                os.makedirs(os.path.dirname(full), exist_ok=True)
+                with open(full, "wb") as f:
+                    f.write(source if isinstance(source, bytes) else source.encode())
+            p = subprocess.run([PYTHON, "-I", "-S", CHECKER, root], capture_output=True, timeout=TIMEOUT)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            return json.loads(p.stdout)
+
+    def test_clean_tree(self):
+        self.assertEqual(self.run_on({"main.py": "x = 1\n", "lib/util.py": "y = 2\n", "README": "("}), {"ok": True})
+
+    def test_first_error_with_relative_path(self):
+        result = self.run_on({"main.py": "x = 1\n", "pkg/bad.py": "def f(:\n    pass\n"})
+        self.assertFalse(result["ok"])
+        self.assertEqual(result["file"], os.path.join("pkg", "bad.py"))
+        self.assertEqual(result["line"], 1)
+
+    def test_not_utf8(self):
+        result = self.run_on({"main.py": b"\xff\xfe = 1\n"})
+        self.assertFalse(result["ok"])
+        self.assertIn("UTF-8", result["message"])

@@ -18,6 +18,82 @@ pub(crate) const CODE_DIR: &str = "/code";
 /// Where a sandbox mounts the runner sources.
 pub(crate) const RUNNER_DIR: &str = "/kumo";
 
+/// Where the code and the runner are, as the started process sees them.
+pub(crate) struct Layout {
+    host_code_dir: PathBuf,
+    pub(crate) code_dir: PathBuf,
+    pub(crate) runner_dir: PathBuf,
+}
+
+impl Layout {
+    pub(crate) fn new(config: &ExecutorConfig, host_code_dir: &std::path::Path) -> Layout {
+        let isolated = config.sandbox.isolation() == kumo_sandbox::Isolation::Namespaces;
+        // Inside a sandbox the code and the runner sit at fixed paths.
+        let (code_dir, runner_dir) = if isolated {
+            (PathBuf::from(CODE_DIR), PathBuf::from(RUNNER_DIR))
+        } else {
+            (
+                host_code_dir.to_path_buf(),
+                config.toolchain.runner_dir.clone(),
+            )
+        };
+        Layout {
+            host_code_dir: host_code_dir.to_path_buf(),
+            code_dir,
+            runner_dir,
+        }
+    }
+
+    /// A sandbox spec running `program` over the code with the runtime's
+    /// files mounted.
+    pub(crate) fn spec(
+        &self,
+        config: &ExecutorConfig,
+        runtime: kumo_runtimes::Runtime,
+        program: PathBuf,
+        args: Vec<std::ffi::OsString>,
+        env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
+        memory_bytes: u64,
+    ) -> kumo_sandbox::Spec {
+        let mut mounts: Vec<(PathBuf, PathBuf)> = config
+            .toolchain
+            .runtime_paths(runtime)
+            .iter()
+            .map(|p| (p.clone(), p.clone()))
+            .collect();
+        mounts.push((
+            config.toolchain.runner_dir.clone(),
+            PathBuf::from(RUNNER_DIR),
+        ));
+        mounts.push((self.host_code_dir.clone(), PathBuf::from(CODE_DIR)));
+        kumo_sandbox::Spec {
+            program,
+            args,
+            env,
+            cwd: self.code_dir.clone(),
+            mounts,
+            limits: kumo_sandbox::Limits {
+                open_files: config.open_files,
+                file_size_bytes: config.tmp_bytes,
+                memory_bytes,
+                cpu_millicores: config.cpu_millicores,
+                pids: config.pids,
+                tmp_bytes: config.tmp_bytes,
+            },
+        }
+    }
+}
+
+/// The environment every sandboxed process starts with.
+pub(crate) fn base_env() -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
+    vec![
+        ("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()),
+        ("LANG".into(), "C.UTF-8".into()),
+        ("HOME".into(), "/tmp".into()),
+        ("TMPDIR".into(), "/tmp".into()),
+    ]
+}
+
 /// How a call on an instance ended, before it becomes a run record.
 pub(crate) enum CallEnd {
     /// The runner answered; the instance may be reused.
@@ -37,6 +113,8 @@ pub(crate) struct Instance {
     stderr: Option<Receiver>,
     frame: Vec<u8>,
     pub(crate) last_used: Instant,
+    /// Stopped by the cgroup freezer while idle.
+    pub(crate) frozen: bool,
 }
 
 /// Why an instance could not be made ready.
@@ -55,50 +133,26 @@ impl Instance {
         config: &ExecutorConfig,
         logs: &mut LogCapture,
     ) -> Result<Instance, StartError> {
-        let isolated = config.sandbox.isolation() == kumo_sandbox::Isolation::Namespaces;
-        // Inside a sandbox the code and the runner sit at fixed paths.
-        let (code_dir, runner_dir) = if isolated {
-            (PathBuf::from(CODE_DIR), PathBuf::from(RUNNER_DIR))
-        } else {
-            (spec.code_dir.clone(), config.toolchain.runner_dir.clone())
-        };
-        let (program, args) = config.toolchain.runner_command(spec.runtime, &runner_dir);
-        let mut env: Vec<(std::ffi::OsString, std::ffi::OsString)> = vec![
-            ("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()),
-            ("LANG".into(), "C.UTF-8".into()),
-            ("HOME".into(), "/tmp".into()),
-            ("TMPDIR".into(), "/tmp".into()),
+        let layout = Layout::new(config, &spec.code_dir);
+        let (program, args) = config
+            .toolchain
+            .runner_command(spec.runtime, &layout.runner_dir);
+        let mut env = base_env();
+        env.extend([
             ("KUMO_FUNCTION".into(), spec.function_name.clone().into()),
             ("KUMO_VERSION".into(), spec.version.to_string().into()),
             ("KUMO_MEMORY_MB".into(), spec.memory_mb.to_string().into()),
-        ];
+        ]);
         env.extend(spec.env.iter().map(|(k, v)| (k.into(), v.into())));
-        let mut mounts: Vec<(PathBuf, PathBuf)> = config
-            .toolchain
-            .runtime_paths(spec.runtime)
-            .iter()
-            .map(|p| (p.clone(), p.clone()))
-            .collect();
-        mounts.push((
-            config.toolchain.runner_dir.clone(),
-            PathBuf::from(RUNNER_DIR),
-        ));
-        mounts.push((spec.code_dir.clone(), PathBuf::from(CODE_DIR)));
-        let sandbox_spec = kumo_sandbox::Spec {
+        let sandbox_spec = layout.spec(
+            config,
+            spec.runtime,
             program,
             args,
             env,
-            cwd: code_dir.clone(),
-            mounts,
-            limits: kumo_sandbox::Limits {
-                open_files: config.open_files,
-                file_size_bytes: config.tmp_bytes,
-                memory_bytes: spec.memory_mb * 1024 * 1024,
-                cpu_millicores: config.cpu_millicores,
-                pids: config.pids,
-                tmp_bytes: config.tmp_bytes,
-            },
-        };
+            spec.memory_mb * 1024 * 1024,
+        );
+        let code_dir = layout.code_dir.clone();
         let spawn_started = Instant::now();
         let process = config
             .sandbox
@@ -115,6 +169,7 @@ impl Instance {
             stderr: Some(process.stderr),
             frame: Vec::with_capacity(4096),
             last_used: Instant::now(),
+            frozen: false,
         };
 
         let spawned = Instant::now();
@@ -187,6 +242,10 @@ impl Instance {
         let end = match self.exchange(Some(&frame), logs, deadline).await {
             Ok(RunnerMessage::Result { id, outcome }) if id == run_id => {
                 self.drain(logs);
+                // Do not keep a large frame's buffer for the instance's life.
+                if self.frame.capacity() > 1024 * 1024 {
+                    self.frame = Vec::with_capacity(4096);
+                }
                 self.last_used = Instant::now();
                 return CallEnd::Answered(outcome);
             }
@@ -305,6 +364,21 @@ impl Instance {
         self.handle.usage()
     }
 
+    /// Stops everything in the instance while it waits for a call.
+    pub(crate) fn freeze(&mut self) {
+        if !self.frozen {
+            self.handle.freeze();
+            self.frozen = true;
+        }
+    }
+
+    pub(crate) fn thaw(&mut self) {
+        if self.frozen {
+            self.handle.thaw();
+            self.frozen = false;
+        }
+    }
+
     pub(crate) fn reset_peak_memory(&self) {
         self.handle.reset_peak_memory();
     }
@@ -344,15 +418,23 @@ fn on_output(read: io::Result<Vec<u8>>, fd: &mut Option<Receiver>, logs: &mut Lo
 
 fn describe_exit(status: std::process::ExitStatus) -> String {
     use std::os::unix::process::ExitStatusExt;
-    if let Some(signal) = status.signal() {
-        let name = nix::sys::signal::Signal::try_from(signal)
-            .map(|s| s.as_str().to_string())
-            .unwrap_or_else(|_| signal.to_string());
-        format!("the runner was killed by signal {name}")
-    } else {
-        format!(
+    // A sandbox helper reports a runner killed by signal N as 128 + N.
+    let signal = status.signal().or_else(|| {
+        status
+            .code()
+            .filter(|c| (129..=128 + 64).contains(c))
+            .map(|c| c - 128)
+    });
+    match signal {
+        Some(signal) => {
+            let name = nix::sys::signal::Signal::try_from(signal)
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_else(|_| signal.to_string());
+            format!("the runner was killed by signal {name}")
+        }
+        None => format!(
             "the runner exited unexpectedly with code {}",
             status.code().unwrap_or(-1)
-        )
+        ),
     }
 }

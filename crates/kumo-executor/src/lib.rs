@@ -14,7 +14,7 @@ mod instance;
 mod logs;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -28,6 +28,11 @@ use instance::{CallEnd, Instance, StartError};
 use logs::LogCapture;
 
 pub use kumo_runtimes::python::{CheckError, SyntaxIssue};
+
+/// Memory for the deploy-time syntax check.
+const CHECK_MEMORY_BYTES: u64 = 512 * 1024 * 1024;
+/// Time for the deploy-time syntax check.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Executor settings; defaults live in the server's config.
 #[derive(Debug, Clone)]
@@ -43,6 +48,9 @@ pub struct ExecutorConfig {
     pub max_queue: usize,
     /// Concurrent calls per tenant, over all its functions.
     pub tenant_concurrency: usize,
+    /// Idle instances are frozen after this long (nothing in them runs
+    /// until the next call); `None` never freezes.
+    pub freeze_after: Option<Duration>,
     /// Least time allowed for a runner to start and load its code.
     pub start_timeout: Duration,
     /// Log bytes kept per call.
@@ -147,6 +155,9 @@ impl Executor {
             idle_changed: tokio::sync::Notify::new(),
         });
         tokio::spawn(reap(Arc::downgrade(&inner)));
+        if let Some(after) = inner.config.freeze_after {
+            tokio::spawn(freeze_idle(Arc::downgrade(&inner), after));
+        }
         Executor { inner }
     }
 
@@ -176,7 +187,10 @@ impl Executor {
         let warm = pool.idle.lock().expect("pool lock poisoned").pop();
         let cold_start = warm.is_none();
         let mut instance = match warm {
-            Some(instance) => instance,
+            Some(mut instance) => {
+                instance.thaw();
+                instance
+            }
             None => match Instance::start(spec, &inner.config, &mut logs).await {
                 Ok(instance) => instance,
                 Err(StartError::Spawn(why)) => return Err(ExecError::Start(why)),
@@ -254,18 +268,63 @@ impl Executor {
             .sum()
     }
 
-    /// Checks a deployment's files before it is accepted.
-    pub async fn check_syntax(
-        &self,
-        runtime: Runtime,
-        files: &[(&str, &str)],
-    ) -> Result<(), CheckError> {
-        match runtime {
-            Runtime::Python => {
-                let tc = &self.inner.config.toolchain;
-                kumo_runtimes::python::check_syntax(&tc.python, &tc.runner_dir, files).await
+    /// Checks a deployment's files before it is accepted: the runtime's
+    /// checker compiles them (never runs them) inside a sandbox, with the
+    /// files read-only, a memory cap and a time limit, as untrusted input.
+    pub async fn check_syntax(&self, runtime: Runtime, code_dir: &Path) -> Result<(), CheckError> {
+        let config = &self.inner.config;
+        let layout = instance::Layout::new(config, code_dir);
+        let (program, args) =
+            config
+                .toolchain
+                .checker_command(runtime, &layout.runner_dir, &layout.code_dir);
+        let spec = layout.spec(
+            config,
+            runtime,
+            program,
+            args,
+            instance::base_env(),
+            CHECK_MEMORY_BYTES,
+        );
+        let mut process = config
+            .sandbox
+            .spawn(&spec)
+            .map_err(|e| CheckError::Failed(e.to_string()))?;
+        drop(process.channel);
+        let read = async {
+            use tokio::io::AsyncReadExt;
+            let mut out = Vec::new();
+            let mut err = Vec::new();
+            let mut stdout = (&mut process.stdout).take(1024 * 1024);
+            let mut stderr = (&mut process.stderr).take(64 * 1024);
+            let (a, b) = tokio::join!(stdout.read_to_end(&mut out), stderr.read_to_end(&mut err));
+            a.and(b).map(|_| (out, err))
+        };
+        let (out, err) = match tokio::time::timeout(CHECK_TIMEOUT, read).await {
+            Ok(Ok(output)) => output,
+            Ok(Err(e)) => return Err(CheckError::Failed(e.to_string())),
+            Err(_) => {
+                return Err(CheckError::Refused(format!(
+                    "the syntax check did not finish within {} s; the files are too large to compile",
+                    CHECK_TIMEOUT.as_secs()
+                )));
             }
+        };
+        let usage = process.handle.usage();
+        let _ = tokio::time::timeout(Duration::from_secs(2), process.handle.wait()).await;
+        if usage.is_some_and(|u| u.oom_kills > 0) {
+            return Err(CheckError::Refused(format!(
+                "the syntax check ran out of memory ({} MiB); the files are too large to compile",
+                CHECK_MEMORY_BYTES / (1024 * 1024)
+            )));
         }
+        if out.is_empty() {
+            return Err(CheckError::Failed(format!(
+                "the syntax check produced no answer: {}",
+                String::from_utf8_lossy(&err).trim()
+            )));
+        }
+        kumo_runtimes::python::parse_check_output(&out)
     }
 
     /// Refuses new calls, waits up to `grace` for calls in flight, then
@@ -387,6 +446,32 @@ impl Pool {
         PoolStats {
             idle: self.idle.lock().expect("pool lock poisoned").len(),
             busy: self.busy.load(Ordering::Acquire),
+        }
+    }
+}
+
+/// Freezes instances idle for longer than `after`, so that nothing a call
+/// left behind (a thread, a child process) runs between calls.
+async fn freeze_idle(inner: Weak<Inner>, after: Duration) {
+    let mut tick = tokio::time::interval((after / 2).max(Duration::from_millis(5)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(inner) = inner.upgrade() else { return };
+        let pools: Vec<Arc<Pool>> = inner
+            .pools
+            .lock()
+            .expect("pools lock poisoned")
+            .values()
+            .cloned()
+            .collect();
+        for pool in pools {
+            let mut idle = pool.idle.lock().expect("pool lock poisoned");
+            for instance in idle.iter_mut() {
+                if !instance.frozen && instance.last_used.elapsed() >= after {
+                    instance.freeze();
+                }
+            }
         }
     }
 }

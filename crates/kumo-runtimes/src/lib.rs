@@ -122,6 +122,28 @@ impl Toolchain {
         }
     }
 
+    /// The program and arguments of the deploy-time checker of `runtime`
+    /// over the files in `code_dir` (paths as the process sees them).
+    pub fn checker_command(
+        &self,
+        runtime: Runtime,
+        runner_dir: &Path,
+        code_dir: &Path,
+    ) -> (PathBuf, Vec<std::ffi::OsString>) {
+        match runtime {
+            Runtime::Python => (
+                self.python.clone(),
+                vec![
+                    "-I".into(),
+                    "-S".into(),
+                    "-B".into(),
+                    runner_dir.join(python::CHECK_FILE).into_os_string(),
+                    code_dir.as_os_str().to_owned(),
+                ],
+            ),
+        }
+    }
+
     /// Host paths a runtime needs inside a sandbox.
     pub fn runtime_paths(&self, runtime: Runtime) -> &[PathBuf] {
         match runtime {

@@ -3,10 +3,8 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::Duration;
 
 use serde::Deserialize;
-use tokio::io::AsyncWriteExt;
 
 use crate::ToolchainError;
 
@@ -101,34 +99,32 @@ pub(crate) fn runtime_paths(interpreter: &Path) -> Vec<PathBuf> {
             paths.insert(real);
         }
     }
-    // Every library the loader resolves, by the path it uses and by the
-    // real path behind it (merged-/usr hosts differ).
+    // Every library the loader resolves, as a file at the path the loader
+    // looks for it (the directory's real path plus the name it asks for).
     let ldd = std::process::Command::new("ldd")
         .args(&binaries)
         .env_clear()
         .stdin(Stdio::null())
         .output();
+    let mut files = std::collections::BTreeSet::new();
     if let Ok(ldd) = ldd {
         for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+            // `ldd a b` prints a `a:` header per file; those are not libraries.
+            if line.trim_end().ends_with(':') {
+                continue;
+            }
             let path = match line.split_once("=>") {
                 Some((_, rest)) => rest.split_whitespace().next(),
-                None => line
-                    .split_whitespace()
-                    .next()
-                    .filter(|p| p.starts_with('/')),
+                None => line.split_whitespace().next(),
             };
-            let Some(path) = path.filter(|p| p.starts_with('/')) else {
+            let Some(path) = path.filter(|p| p.starts_with('/')).map(Path::new) else {
                 continue;
             };
-            let path = Path::new(path);
-            if let Some(parent) = path.parent().and_then(|p| std::fs::canonicalize(p).ok()) {
-                paths.insert(parent);
-            }
-            if let Some(parent) = std::fs::canonicalize(path)
-                .ok()
-                .and_then(|p| p.parent().map(Path::to_path_buf))
-            {
-                paths.insert(parent);
+            let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+                continue;
+            };
+            if let Ok(dir) = std::fs::canonicalize(dir) {
+                files.insert(dir.join(name));
             }
         }
     }
@@ -138,6 +134,7 @@ pub(crate) fn runtime_paths(interpreter: &Path) -> Vec<PathBuf> {
             paths.insert(PathBuf::from(extra));
         }
     }
+    paths.extend(files);
     // Drop paths already under another one.
     let all: Vec<PathBuf> = paths.into_iter().collect();
     all.iter()
@@ -236,6 +233,9 @@ impl std::fmt::Display for SyntaxIssue {
 pub enum CheckError {
     #[error("{0}")]
     Syntax(SyntaxIssue),
+    /// The files could not be checked within the check's limits.
+    #[error("{0}")]
+    Refused(String),
     #[error("the syntax check could not run: {0}")]
     Failed(String),
 }
@@ -247,51 +247,10 @@ struct CheckReply {
     issue: Option<SyntaxIssue>,
 }
 
-/// Compiles every `.py` file of a deployment without running any of it.
-pub async fn check_syntax(
-    interpreter: &Path,
-    runner_dir: &Path,
-    files: &[(&str, &str)],
-) -> Result<(), CheckError> {
-    if !files.iter().any(|(path, _)| path.ends_with(".py")) {
-        return Ok(());
-    }
-    let input = serde_json::json!({
-        "files": files.iter().filter(|(p, _)| p.ends_with(".py")).map(|(p, s)| (p.to_string(), s.to_string())).collect::<std::collections::BTreeMap<_, _>>()
-    });
-    let mut child = tokio::process::Command::new(interpreter)
-        .args(["-I", "-S"])
-        .arg(runner_dir.join(CHECK_FILE))
-        .env_clear()
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| CheckError::Failed(e.to_string()))?;
-    let mut stdin = child
-        .stdin
-        .take()
-        .ok_or_else(|| CheckError::Failed("no stdin".into()))?;
-    let body = serde_json::to_vec(&input).map_err(|e| CheckError::Failed(e.to_string()))?;
-    let writer = async move {
-        let _ = stdin.write_all(&body).await;
-        drop(stdin);
-    };
-    let run = async {
-        let (_, out) = tokio::join!(writer, child.wait_with_output());
-        out
-    };
-    let out = tokio::time::timeout(Duration::from_secs(20), run)
-        .await
-        .map_err(|_| CheckError::Failed("timed out after 20 s".into()))?
-        .map_err(|e| CheckError::Failed(e.to_string()))?;
-    let reply: CheckReply = serde_json::from_slice(&out.stdout).map_err(|e| {
-        CheckError::Failed(format!(
-            "unreadable checker output ({e}): {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    })?;
+/// Reads the checker's answer (one JSON object on its stdout).
+pub fn parse_check_output(stdout: &[u8]) -> Result<(), CheckError> {
+    let reply: CheckReply = serde_json::from_slice(stdout)
+        .map_err(|e| CheckError::Failed(format!("unreadable checker output: {e}")))?;
     match (reply.ok, reply.issue) {
         (true, _) => Ok(()),
         (false, Some(issue)) => Err(CheckError::Syntax(issue)),

@@ -197,11 +197,18 @@ impl Manager {
                 if !is_other || !path.is_dir() {
                     continue;
                 }
+                // Instance groups are named `i<server pid>-<n>`: only those
+                // of a server that is gone are touched. A live server's
+                // group may be empty for a moment, before its helper joins.
                 if let Ok(groups) = fs::read_dir(&path) {
                     for group in groups.flatten().filter(|g| g.path().is_dir()) {
-                        let _ = fs::remove_dir(group.path());
+                        if owner_is_gone(&group.file_name().to_string_lossy()) {
+                            let _ = fs::remove_dir(group.path());
+                        }
                     }
                 }
+                // Fails while the scope has groups left; a live server
+                // whose empty scope goes makes it again on its next start.
                 let _ = fs::remove_dir(&path);
             }
         }
@@ -237,6 +244,21 @@ impl Manager {
         if removed > 0 {
             tracing::info!(removed, "removed cgroups left by an earlier run");
         }
+    }
+}
+
+/// Whether the server that named an instance group `i<pid>-<n>` has exited.
+fn owner_is_gone(name: &str) -> bool {
+    let pid = name
+        .strip_prefix('i')
+        .and_then(|rest| rest.split('-').next())
+        .and_then(|pid| pid.parse::<i32>().ok());
+    match pid {
+        Some(pid) if pid > 0 => matches!(
+            kill(Pid::from_raw(pid), None),
+            Err(nix::errno::Errno::ESRCH)
+        ),
+        _ => false,
     }
 }
 
@@ -335,6 +357,23 @@ impl Group {
         }
         if let Some(f) = freezer {
             let _ = write(&f.join("freezer.state"), "THAWED");
+        }
+    }
+
+    /// Stops (`true`) or resumes (`false`) every process of the group.
+    pub(crate) fn set_frozen(&self, frozen: bool) -> io::Result<()> {
+        if self.v2 {
+            return write(
+                &self.dirs[0].1.join("cgroup.freeze"),
+                if frozen { "1" } else { "0" },
+            );
+        }
+        match self.dir("freezer") {
+            Some(dir) => write(
+                &dir.join("freezer.state"),
+                if frozen { "FROZEN" } else { "THAWED" },
+            ),
+            None => Ok(()),
         }
     }
 

@@ -314,7 +314,10 @@ impl Sandbox {
             symlinks: self.symlinks.clone(),
             cgroup_procs: group.procs_paths(),
             tmp_bytes: spec.limits.tmp_bytes,
-            id_base: 1_000_000 + u32::try_from((n % 400_000) * 2).unwrap_or(0),
+            // Host ids differ per instance, and per server on one host.
+            id_base: 1_000_000
+                + u32::try_from(((u64::from(std::process::id()) * 4096 + n) % 400_000) * 2)
+                    .unwrap_or(0),
             open_files: spec.limits.open_files,
             file_size_bytes: spec.limits.file_size_bytes,
             pids: spec.limits.pids,
@@ -484,6 +487,25 @@ impl Handle {
             peak_memory_bytes: group.peak_memory(),
             oom_kills: group.oom_kills(),
         })
+    }
+
+    /// Stops every process of the instance until [`Handle::thaw`]: an idle
+    /// instance runs nothing (namespace mode only).
+    pub fn freeze(&self) {
+        if let Some(group) = &self.group
+            && let Err(e) = group.set_frozen(true)
+        {
+            tracing::warn!(error = %e, "freezing an idle instance failed");
+        }
+    }
+
+    /// Resumes a frozen instance.
+    pub fn thaw(&self) {
+        if let Some(group) = &self.group
+            && let Err(e) = group.set_frozen(false)
+        {
+            tracing::warn!(error = %e, "thawing an instance failed");
+        }
     }
 
     /// Starts a new peak-memory measurement.

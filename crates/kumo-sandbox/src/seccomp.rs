@@ -77,6 +77,9 @@ const DENIED: &[(&str, i64)] = &[
     ("lookup_dcookie", libc::SYS_lookup_dcookie),
 ];
 
+/// Marks x32 system call numbers on x86_64.
+const X32_SYSCALL_BIT: i64 = 0x4000_0000;
+
 /// Namespace flags `clone` may not carry.
 const CLONE_NAMESPACE_FLAGS: &[u64] = &[
     libc::CLONE_NEWUSER as u64,
@@ -100,6 +103,17 @@ pub(crate) fn build() -> Result<Vec<BpfProgram>, String> {
     let arch = arch()?;
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
         DENIED.iter().map(|(_, nr)| (*nr, Vec::new())).collect();
+    // The x32 ABI shares the x86_64 architecture value, with bit 30 of the
+    // call number set: deny those numbers too (and x32 clone outright),
+    // for kernels built with x32 support.
+    if cfg!(target_arch = "x86_64") {
+        for (_, nr) in DENIED {
+            rules.insert(nr | X32_SYSCALL_BIT, Vec::new());
+        }
+        for nr in [libc::SYS_clone, libc::SYS_clone3] {
+            rules.insert(nr | X32_SYSCALL_BIT, Vec::new());
+        }
+    }
     let clone_rules = CLONE_NAMESPACE_FLAGS
         .iter()
         .map(|flag| {

@@ -83,6 +83,13 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (status, axum::Json(body)).into_response();
+        // The body of a refused upload is not read; the connection cannot
+        // carry another request after it.
+        if self.code == ErrorCode::PayloadTooLarge {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         if let Some(secs) = self.retry_after_secs {
             response
                 .headers_mut()

@@ -127,8 +127,8 @@ async fn load(
         })?;
         let manifest = deployment.manifest()?;
         let files = store.files().clone();
-        let id = deployment.id.clone();
-        let code_dir = tokio::task::spawn_blocking(move || files.materialize(&id, &manifest))
+        let key = deployment.content_hash.clone();
+        let code_dir = tokio::task::spawn_blocking(move || files.materialize(&key, &manifest))
             .await
             .map_err(|e| ApiError::internal("laying out a deployment", e))??;
         let concurrency = usize::try_from(function.concurrency).unwrap_or(1).max(1);

@@ -104,17 +104,15 @@ impl FileStore {
         fs::read(&path).map_err(io_err(&path))
     }
 
-    /// The read-only directory holding a deployment's files, laid out on
-    /// first use. Safe to call concurrently: the tree is built aside and
+    /// The read-only directory holding a deployment's files (keyed by its
+    /// content hash, so equal deployments share it), laid out on first use. Safe to call concurrently: the tree is built aside and
     /// renamed into place.
-    pub fn materialize(&self, deployment_id: &str, manifest: &Manifest) -> Result<PathBuf> {
-        let dir = self.deployments.join(deployment_id);
+    pub fn materialize(&self, key: &str, manifest: &Manifest) -> Result<PathBuf> {
+        let dir = self.deployments.join(key);
         if dir.exists() {
             return Ok(dir);
         }
-        let tmp = self
-            .deployments
-            .join(format!(".{deployment_id}.{}", crate::new_id()));
+        let tmp = self.deployments.join(format!(".{key}.{}", crate::new_id()));
         fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
         let result = (|| {
             for file in &manifest.files {

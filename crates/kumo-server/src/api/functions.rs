@@ -344,7 +344,18 @@ pub(crate) async fn deploy(
     let handler = handler.unwrap_or_else(|| "handler".into());
     validate_handler(&handler).map_err(invalid)?;
     let settings = merge_settings(existing.as_ref(), Some(runtime), &settings, &limits)?;
-    check_sources(&state, runtime, &files).await?;
+    // Files are stored by hash and laid out read-only (keyed by content,
+    // so an identical deployment shares the tree), then checked in a
+    // sandbox before anything refers to them.
+    let manifest = store_files(&state, files).await?;
+    let content_hash = manifest.content_hash(&[runtime.as_str(), &entrypoint, &handler]);
+    let files_store = state.store().files().clone();
+    let key = content_hash.clone();
+    let laid_out = manifest.clone();
+    let code_dir = tokio::task::spawn_blocking(move || files_store.materialize(&key, &laid_out))
+        .await
+        .map_err(|e| ApiError::internal("laying out a deployment", e))??;
+    check_sources(&state, runtime, &code_dir).await?;
 
     // Project and function, created on first deploy.
     let project_row = match project_row {
@@ -378,8 +389,6 @@ pub(crate) async fn deploy(
         },
     };
 
-    let manifest = store_files(&state, files).await?;
-    let content_hash = manifest.content_hash(&[runtime.as_str(), &entrypoint, &handler]);
     let url = state.function_url(&project, &function);
 
     if let Some(active) = function_row.active_version
@@ -414,12 +423,6 @@ pub(crate) async fn deploy(
         .store()
         .create_deployment(&function_row.id, &new, Some(&settings))
         .await?;
-    // Lay the files out now so the first call does not wait for it.
-    let files_store = state.store().files().clone();
-    let id = deployment.id.clone();
-    tokio::task::spawn_blocking(move || files_store.materialize(&id, &manifest))
-        .await
-        .map_err(|e| ApiError::internal("laying out a deployment", e))??;
     state.registry().invalidate(&project, &function);
     tracing::info!(project = %project, function = %function, version = deployment.version, "deployed");
     if state.config().isolation == kumo_sandbox::Isolation::Process {
@@ -437,25 +440,25 @@ pub(crate) async fn deploy(
     ))
 }
 
-/// Syntax-checks the sources; a failure names the file and line.
-async fn check_sources(state: &State, runtime: Runtime, files: &[UploadFile]) -> ApiResult<()> {
-    let mut sources = Vec::new();
-    for file in files.iter().filter(|f| f.path.ends_with(".py")) {
-        let text = std::str::from_utf8(&file.bytes).map_err(|_| {
-            ApiError::new(
-                ErrorCode::SyntaxError,
-                format!("{} is not valid UTF-8", file.path),
-            )
-        })?;
-        sources.push((file.path.as_str(), text));
-    }
-    match state.executor().check_syntax(runtime, &sources).await {
+/// Syntax-checks the sources (in a sandbox); a failure names the file and
+/// line.
+async fn check_sources(
+    state: &State,
+    runtime: Runtime,
+    code_dir: &std::path::Path,
+) -> ApiResult<()> {
+    match state.executor().check_syntax(runtime, code_dir).await {
         Ok(()) => Ok(()),
         Err(kumo_executor::CheckError::Syntax(issue)) => Err(ApiError::new(
             ErrorCode::SyntaxError,
             format!("syntax error in {issue}"),
         )),
-        Err(e) => Err(ApiError::internal("checking the syntax", e)),
+        Err(kumo_executor::CheckError::Refused(why)) => {
+            Err(ApiError::new(ErrorCode::InvalidFiles, why))
+        }
+        Err(e @ kumo_executor::CheckError::Failed(_)) => {
+            Err(ApiError::internal("checking the syntax", e))
+        }
     }
 }
 

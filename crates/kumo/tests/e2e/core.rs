@@ -983,3 +983,19 @@ async fn restart_keeps_projects_functions_versions_and_runs() {
         .await;
     assert_eq!(resp.expect_status(200), json!({"count": 2}));
 }
+
+/// Regression: a SIGTERM that comes right after the listening line killed
+/// the server by the signal's default action (status "signal 15", not 0):
+/// the handler was only installed once the server first polled its
+/// shutdown future, after it had announced that it was listening.
+#[tokio::test]
+async fn sigterm_right_after_start_is_a_clean_shutdown() {
+    let mut server = TestServer::start().await;
+    for _ in 0..3 {
+        // `restart` sends SIGTERM as soon as it has read the listening line,
+        // and fails unless the exit status is 0.
+        server.restart().await;
+    }
+    let me = server.get("/api/v1/me").await.expect_status(200);
+    assert_eq!(me["username"], "admin");
+}

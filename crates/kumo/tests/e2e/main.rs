@@ -7,10 +7,11 @@
 //!
 //! - [`core`]: the handler contract, the gateway, versions, persistence;
 //! - [`limits`]: concurrency, timeouts, crashes, log and body caps;
-//! - [`api`]: auth, error shapes, validation, tokens, docs and metrics.
+//! - [`api`]: auth, error shapes, validation, tokens, docs and metrics;
+//! - [`security`]: hostile functions and requests against the sandbox.
 
 mod api;
 mod core;
 mod limits;
-mod support;
 mod security;
+mod support;
