@@ -48,9 +48,9 @@ pub struct ExecutorConfig {
     pub max_queue: usize,
     /// Concurrent calls per tenant, over all its functions.
     pub tenant_concurrency: usize,
-    /// Idle instances are frozen after this long (nothing in them runs
-    /// until the next call); `None` never freezes.
-    pub freeze_after: Option<Duration>,
+    /// Freeze instances while they are idle: nothing a call left behind
+    /// (a thread, a child process) runs between calls.
+    pub freeze_idle: bool,
     /// Least time allowed for a runner to start and load its code.
     pub start_timeout: Duration,
     /// Log bytes kept per call.
@@ -155,9 +155,6 @@ impl Executor {
             idle_changed: tokio::sync::Notify::new(),
         });
         tokio::spawn(reap(Arc::downgrade(&inner)));
-        if let Some(after) = inner.config.freeze_after {
-            tokio::spawn(freeze_idle(Arc::downgrade(&inner), after));
-        }
         Executor { inner }
     }
 
@@ -223,6 +220,9 @@ impl Executor {
             && !pool.retired.load(Ordering::Acquire)
             && !inner.shutting_down.load(Ordering::Acquire)
         {
+            if inner.config.freeze_idle {
+                instance.freeze();
+            }
             pool.idle.lock().expect("pool lock poisoned").push(instance);
         } else {
             instance.kill();
@@ -446,32 +446,6 @@ impl Pool {
         PoolStats {
             idle: self.idle.lock().expect("pool lock poisoned").len(),
             busy: self.busy.load(Ordering::Acquire),
-        }
-    }
-}
-
-/// Freezes instances idle for longer than `after`, so that nothing a call
-/// left behind (a thread, a child process) runs between calls.
-async fn freeze_idle(inner: Weak<Inner>, after: Duration) {
-    let mut tick = tokio::time::interval((after / 2).max(Duration::from_millis(5)));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let Some(inner) = inner.upgrade() else { return };
-        let pools: Vec<Arc<Pool>> = inner
-            .pools
-            .lock()
-            .expect("pools lock poisoned")
-            .values()
-            .cloned()
-            .collect();
-        for pool in pools {
-            let mut idle = pool.idle.lock().expect("pool lock poisoned");
-            for instance in idle.iter_mut() {
-                if !instance.frozen && instance.last_used.elapsed() >= after {
-                    instance.freeze();
-                }
-            }
         }
     }
 }

@@ -43,6 +43,9 @@ pub(crate) struct Manager {
 pub(crate) struct Group {
     dirs: Vec<(&'static str, PathBuf)>,
     v2: bool,
+    /// `freezer.state` (v1) or `cgroup.freeze` (v2), kept open: freezing
+    /// happens after every call.
+    freezer: Option<fs::File>,
 }
 
 fn write(path: &Path, value: &str) -> io::Result<()> {
@@ -138,10 +141,12 @@ impl Manager {
             Layout::V2 { base } => Group {
                 dirs: vec![("unified", base.join(id))],
                 v2: true,
+                freezer: None,
             },
             Layout::V1 { bases } => Group {
                 dirs: bases.iter().map(|(c, b)| (*c, b.join(id))).collect(),
                 v2: false,
+                freezer: None,
             },
         };
         for (_, dir) in &group.dirs {
@@ -160,6 +165,15 @@ impl Manager {
             group.remove();
             return Err(e);
         }
+        let mut group = group;
+        let file = if group.v2 {
+            "cgroup.freeze"
+        } else {
+            "freezer.state"
+        };
+        group.freezer = group
+            .dir("freezer")
+            .and_then(|d| fs::OpenOptions::new().write(true).open(d.join(file)).ok());
         Ok(group)
     }
 
@@ -230,6 +244,7 @@ impl Manager {
                 let group = Group {
                     dirs: vec![("orphan", path.clone())],
                     v2: matches!(self.layout, Layout::V2 { .. }),
+                    freezer: None,
                 };
                 group.kill_all();
                 for _ in 0..50 {
@@ -362,17 +377,14 @@ impl Group {
 
     /// Stops (`true`) or resumes (`false`) every process of the group.
     pub(crate) fn set_frozen(&self, frozen: bool) -> io::Result<()> {
-        if self.v2 {
-            return write(
-                &self.dirs[0].1.join("cgroup.freeze"),
-                if frozen { "1" } else { "0" },
-            );
-        }
-        match self.dir("freezer") {
-            Some(dir) => write(
-                &dir.join("freezer.state"),
-                if frozen { "FROZEN" } else { "THAWED" },
-            ),
+        let value = match (self.v2, frozen) {
+            (true, true) => "1",
+            (true, false) => "0",
+            (false, true) => "FROZEN",
+            (false, false) => "THAWED",
+        };
+        match &self.freezer {
+            Some(file) => (&*file).write_all(value.as_bytes()),
             None => Ok(()),
         }
     }
