@@ -157,6 +157,8 @@ impl Manager {
                 fs::create_dir_all(parent)?;
                 if group.v2 {
                     write(&parent.join("cgroup.subtree_control"), "+memory +pids +cpu")?;
+                } else {
+                    let _ = write(&parent.join("memory.use_hierarchy"), "1");
                 }
                 fs::create_dir(dir)?;
             }
@@ -187,9 +189,28 @@ impl Manager {
     }
 
     fn bases(&self) -> Vec<PathBuf> {
+        self.labelled_bases().into_iter().map(|(_, b)| b).collect()
+    }
+
+    fn labelled_bases(&self) -> Vec<(&'static str, PathBuf)> {
         match &self.layout {
-            Layout::V2 { base } => vec![base.clone()],
-            Layout::V1 { bases } => bases.iter().map(|(_, b)| b.clone()).collect(),
+            Layout::V2 { base } => vec![("unified", base.clone())],
+            Layout::V1 { bases } => bases.clone(),
+        }
+    }
+
+    /// The group `name` under scope directory `scope` (in every hierarchy).
+    fn group_in_scope(&self, scope: &std::ffi::OsStr, name: &std::ffi::OsStr) -> Group {
+        let dirs = self
+            .labelled_bases()
+            .into_iter()
+            .filter_map(|(c, b)| Some((c, b.parent()?.join(scope).join(name))))
+            .filter(|(_, d)| d.is_dir())
+            .collect();
+        Group {
+            dirs,
+            v2: matches!(self.layout, Layout::V2 { .. }),
+            freezer: None,
         }
     }
 
@@ -197,7 +218,10 @@ impl Manager {
     /// with their data dirs). Groups that still hold processes belong to a
     /// live server, or to instances about to exit, and are left alone.
     fn clean_other_scopes(&self) {
-        for base in self.bases() {
+        let mut scopes = Vec::new();
+        let mut dead = Vec::new();
+        let bases = self.bases();
+        for base in &bases {
             let Some(parent) = base.parent() else {
                 continue;
             };
@@ -207,58 +231,110 @@ impl Manager {
             for scope in entries.flatten() {
                 let path = scope.path();
                 let is_other =
-                    scope.file_name().to_string_lossy().starts_with("kumo-") && path != base;
-                if !is_other || !path.is_dir() {
+                    scope.file_name().to_string_lossy().starts_with("kumo-") && path != *base;
+                if is_other && path.is_dir() {
+                    scopes.push(path);
+                }
+            }
+        }
+        // Instance groups are named `i<server pid>-<n>`: only those of a
+        // server that is gone are touched (a live server's group may be
+        // empty for a moment, before its helper joins). One hierarchy is
+        // enough to find them; the group spans all of them.
+        let mut seen = std::collections::BTreeSet::new();
+        for base in &bases {
+            let Some(parent) = base.parent() else {
+                continue;
+            };
+            let Ok(entries) = fs::read_dir(parent) else {
+                continue;
+            };
+            for scope in entries.flatten() {
+                let scope_name = scope.file_name();
+                if !scope_name.to_string_lossy().starts_with("kumo-") || scope.path() == *base {
                     continue;
                 }
-                // Instance groups are named `i<server pid>-<n>`: only those
-                // of a server that is gone are touched. A live server's
-                // group may be empty for a moment, before its helper joins.
-                if let Ok(groups) = fs::read_dir(&path) {
-                    for group in groups.flatten().filter(|g| g.path().is_dir()) {
-                        if owner_is_gone(&group.file_name().to_string_lossy()) {
-                            let _ = fs::remove_dir(group.path());
-                        }
+                let Ok(groups) = fs::read_dir(scope.path()) else {
+                    continue;
+                };
+                for group in groups.flatten().filter(|g| g.path().is_dir()) {
+                    let name = group.file_name();
+                    if owner_is_gone(&name.to_string_lossy())
+                        && seen.insert((scope_name.clone(), name.clone()))
+                    {
+                        dead.push(self.group_in_scope(&scope_name, &name));
                     }
                 }
-                // Fails while the scope has groups left; a live server
-                // whose empty scope goes makes it again on its next start.
-                let _ = fs::remove_dir(&path);
             }
+        }
+        // Kill first, everywhere (an instance idle when its server died is
+        // frozen; kill_all thaws it), then remove once the processes exit.
+        for group in &dead {
+            group.kill_all();
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        for group in &dead {
+            for (_, dir) in &group.dirs {
+                remove_when_empty(dir, deadline);
+            }
+        }
+        if !dead.is_empty() {
+            tracing::info!(
+                removed = dead.len(),
+                "removed instances of servers that are gone"
+            );
+        }
+        // Fails while a scope has groups left; a live server whose empty
+        // scope goes makes it again on its next instance.
+        for path in scopes {
+            let _ = fs::remove_dir(&path);
         }
     }
 
     /// Kills and removes every group left under this scope.
     fn clean_orphans(&self) {
-        let dirs = self.bases();
-        let mut removed = 0;
-        for base in dirs {
-            let Ok(entries) = fs::read_dir(&base) else {
-                continue;
-            };
-            for entry in entries.flatten() {
-                let path = entry.path();
-                if !path.is_dir() {
-                    continue;
-                }
-                let group = Group {
-                    dirs: vec![("orphan", path.clone())],
-                    v2: matches!(self.layout, Layout::V2 { .. }),
-                    freezer: None,
-                };
-                group.kill_all();
-                for _ in 0..50 {
-                    if fs::remove_dir(&path).is_ok() {
-                        removed += 1;
-                        break;
-                    }
-                    std::thread::sleep(std::time::Duration::from_millis(10));
-                }
+        let bases = self.bases();
+        let (Some(first), Some(scope)) = (bases.first(), bases.first().and_then(|b| b.file_name()))
+        else {
+            return;
+        };
+        let Ok(entries) = fs::read_dir(first) else {
+            return;
+        };
+        let groups: Vec<Group> = entries
+            .flatten()
+            .filter(|e| e.path().is_dir())
+            .map(|e| self.group_in_scope(scope, &e.file_name()))
+            .collect();
+        for group in &groups {
+            group.kill_all();
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        for group in &groups {
+            for (_, dir) in &group.dirs {
+                remove_when_empty(dir, deadline);
             }
         }
-        if removed > 0 {
-            tracing::info!(removed, "removed cgroups left by an earlier run");
+        if !groups.is_empty() {
+            tracing::info!(
+                removed = groups.len(),
+                "removed cgroups left by an earlier run"
+            );
         }
+    }
+}
+
+/// Removes a group directory once its killed processes are gone, waiting
+/// until `deadline` at most.
+fn remove_when_empty(path: &Path, deadline: std::time::Instant) -> bool {
+    loop {
+        if fs::remove_dir(path).is_ok() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
 

@@ -4,7 +4,7 @@
 //! temporary data directory and a known bootstrap token, and waits for the
 //! `kumo listening on …` line. The server's log (stderr) goes to a file in
 //! the temporary directory; when a test fails, its tail is printed with the
-//! failure. Dropping the server kills it.
+//! failure. Dropping the server stops it with SIGTERM (SIGKILL after 5 s).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -23,6 +23,11 @@ pub(crate) const TOKEN: &str = "kumo_e2e_0123456789abcdef0123456789abcdef0123456
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a server may take to exit after SIGTERM.
 const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a dropped server may take to stop before it is killed.
+const DROP_STOP_TIMEOUT: Duration = Duration::from_secs(5);
+/// Calls in flight at shutdown get this long (`--drain-timeout-ms`) unless
+/// a test says otherwise; the default of 30 s would outlast any test.
+const DRAIN_TIMEOUT_MS: &str = "1000";
 /// Any single HTTP request of a test.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -70,7 +75,10 @@ impl TestServer {
             .prefix("kumo-e2e-")
             .tempdir()
             .expect("creating a temporary directory");
-        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        if !args.iter().any(|a| a.starts_with("--drain-timeout-ms")) {
+            args.extend(["--drain-timeout-ms".into(), DRAIN_TIMEOUT_MS.into()]);
+        }
         let started = spawn(dir.path(), &args, true).await;
         let admin_password = started
             .banner
@@ -302,12 +310,32 @@ impl TestServer {
 impl Drop for TestServer {
     fn drop(&mut self) {
         if let Some(child) = self.child.as_mut() {
-            let _ = child.start_kill();
+            stop(child);
         }
         if std::thread::panicking() {
             eprintln!("{}", self.log_tail());
         }
     }
+}
+
+/// Stops a server as an operator would, with SIGTERM, so that it stops
+/// its instances and removes their cgroups; SIGKILL if that takes too long.
+/// (A killed server leaves its idle, frozen instances behind.)
+fn stop(child: &mut Child) {
+    let Some(pid) = child.id() else {
+        return; // already gone
+    };
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).expect("pid fits in i32"));
+    if nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).is_ok() {
+        let deadline = Instant::now() + DROP_STOP_TIMEOUT;
+        while Instant::now() < deadline {
+            match child.try_wait() {
+                Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+                Ok(Some(_)) | Err(_) => return,
+            }
+        }
+    }
+    let _ = child.start_kill();
 }
 
 fn log_path(dir: &Path) -> PathBuf {
