@@ -102,8 +102,8 @@ def wrk(url, seconds=10, connections=16, threads=2):
 
     try:
         rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-        p50 = ms(re.search(r"50%\s+(\S+)", out).group(1))
-        p99 = ms(re.search(r"99%\s+(\S+)", out).group(1))
+        p50 = ms(re.search(r"^\s*50%\s+(\S+)", out, re.M).group(1))
+        p99 = ms(re.search(r"^\s*99%\s+(\S+)", out, re.M).group(1))
     except (AttributeError, ValueError):
         raise SystemExit("could not read wrk's output:\n" + out)
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
