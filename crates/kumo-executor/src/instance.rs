@@ -53,7 +53,7 @@ impl Layout {
         program: PathBuf,
         args: Vec<std::ffi::OsString>,
         env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
-        memory_bytes: u64,
+        limits: kumo_sandbox::Limits,
     ) -> kumo_sandbox::Spec {
         let mut mounts: Vec<(PathBuf, PathBuf)> = config
             .toolchain
@@ -72,14 +72,7 @@ impl Layout {
             env,
             cwd: self.code_dir.clone(),
             mounts,
-            limits: kumo_sandbox::Limits {
-                open_files: config.open_files,
-                file_size_bytes: config.tmp_bytes,
-                memory_bytes,
-                cpu_millicores: config.cpu_millicores,
-                pids: config.pids,
-                tmp_bytes: config.tmp_bytes,
-            },
+            limits,
         }
     }
 }
@@ -144,14 +137,15 @@ impl Instance {
             ("KUMO_MEMORY_MB".into(), spec.memory_mb.to_string().into()),
         ]);
         env.extend(spec.env.iter().map(|(k, v)| (k.into(), v.into())));
-        let sandbox_spec = layout.spec(
-            config,
-            spec.runtime,
-            program,
-            args,
-            env,
-            spec.memory_mb * 1024 * 1024,
-        );
+        let limits = kumo_sandbox::Limits {
+            open_files: config.open_files,
+            file_size_bytes: spec.tmp_bytes,
+            memory_bytes: spec.memory_mb * 1024 * 1024,
+            cpu_millicores: spec.cpu_millicores,
+            pids: spec.pids,
+            tmp_bytes: spec.tmp_bytes,
+        };
+        let sandbox_spec = layout.spec(config, spec.runtime, program, args, env, limits);
         let code_dir = layout.code_dir.clone();
         let spawn_started = Instant::now();
         let process = config

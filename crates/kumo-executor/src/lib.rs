@@ -56,11 +56,9 @@ pub struct ExecutorConfig {
     /// Log bytes kept per call.
     pub log_bytes: usize,
     pub open_files: u64,
-    /// Size of each instance's /tmp, and the largest file it may write.
+    /// Limits of processes that are not instances (the syntax check).
     pub tmp_bytes: u64,
-    /// CPU per instance, in thousandths of a core.
     pub cpu_millicores: u64,
-    /// Processes and threads per instance.
     pub pids: u64,
 }
 
@@ -80,6 +78,12 @@ pub struct DeploymentSpec {
     pub handler: String,
     pub timeout: Duration,
     pub memory_mb: u64,
+    /// CPU per instance, in thousandths of a core.
+    pub cpu_millicores: u64,
+    /// Processes and threads per instance.
+    pub pids: u64,
+    /// Size of the instance's /tmp (also its largest file).
+    pub tmp_bytes: u64,
     pub concurrency: usize,
     /// The function's environment variables.
     pub env: Vec<(String, String)>,
@@ -278,14 +282,15 @@ impl Executor {
             config
                 .toolchain
                 .checker_command(runtime, &layout.runner_dir, &layout.code_dir);
-        let spec = layout.spec(
-            config,
-            runtime,
-            program,
-            args,
-            instance::base_env(),
-            CHECK_MEMORY_BYTES,
-        );
+        let limits = kumo_sandbox::Limits {
+            open_files: config.open_files,
+            file_size_bytes: config.tmp_bytes,
+            memory_bytes: CHECK_MEMORY_BYTES,
+            cpu_millicores: config.cpu_millicores,
+            pids: config.pids,
+            tmp_bytes: config.tmp_bytes,
+        };
+        let spec = layout.spec(config, runtime, program, args, instance::base_env(), limits);
         let mut process = config
             .sandbox
             .spawn(&spec)

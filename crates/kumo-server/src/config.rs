@@ -18,8 +18,6 @@ pub const DEFAULT_QUEUE_TIMEOUT_MS: u64 = 1000;
 pub const DEFAULT_MAX_QUEUE: usize = 100;
 /// How long shutdown waits for calls in flight.
 pub const DEFAULT_DRAIN_TIMEOUT_MS: u64 = 30_000;
-/// CPU per instance, in thousandths of a core.
-pub const DEFAULT_CPU_MILLICORES: u64 = 1000;
 /// Concurrent calls per user, over all their functions.
 pub const DEFAULT_TENANT_CONCURRENCY: usize = 100;
 
@@ -43,8 +41,6 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// How instances are confined; `Process` is for development only.
     pub isolation: Isolation,
-    /// CPU per instance, in thousandths of a core.
-    pub cpu_millicores: u64,
     pub limits: Limits,
 }
 
@@ -62,7 +58,6 @@ impl Default for Config {
             tenant_concurrency: DEFAULT_TENANT_CONCURRENCY,
             drain_timeout: Duration::from_millis(DEFAULT_DRAIN_TIMEOUT_MS),
             isolation: Isolation::Namespaces,
-            cpu_millicores: DEFAULT_CPU_MILLICORES,
             limits: Limits::default(),
         }
     }

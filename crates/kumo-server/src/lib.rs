@@ -144,7 +144,7 @@ pub async fn serve(
         log_bytes: config.limits.log_bytes,
         open_files: config.limits.open_files,
         tmp_bytes: config.limits.tmp_bytes,
-        cpu_millicores: config.cpu_millicores,
+        cpu_millicores: config.limits.cpu_millicores,
         pids: config.limits.pids,
     });
     let (recorder, recorder_task) = recorder::Recorder::start(store.clone());

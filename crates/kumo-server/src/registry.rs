@@ -134,8 +134,14 @@ async fn load(
         let concurrency = usize::try_from(function.concurrency).unwrap_or(1).max(1);
         spec = Some(Arc::new(DeploymentSpec {
             key: format!(
-                "{}:{}:{}:{}",
-                deployment.id, function.timeout_ms, function.memory_mb, concurrency
+                "{}:{}:{}:{}:{}:{}:{}",
+                deployment.id,
+                function.timeout_ms,
+                function.memory_mb,
+                concurrency,
+                function.cpu_millicores,
+                function.pids,
+                function.tmp_mb
             ),
             tenant: project.owner_id.clone(),
             function_name: function.name.clone(),
@@ -146,6 +152,9 @@ async fn load(
             handler: deployment.handler,
             timeout: Duration::from_millis(u64::try_from(function.timeout_ms).unwrap_or(1000)),
             memory_mb: u64::try_from(function.memory_mb).unwrap_or(128),
+            cpu_millicores: u64::try_from(function.cpu_millicores).unwrap_or(1000),
+            pids: u64::try_from(function.pids).unwrap_or(128),
+            tmp_bytes: u64::try_from(function.tmp_mb).unwrap_or(64) * 1024 * 1024,
             concurrency,
             env: Vec::new(),
         }));

@@ -103,6 +103,9 @@ pub struct FunctionRow {
     pub timeout_ms: i64,
     pub memory_mb: i64,
     pub concurrency: i64,
+    pub cpu_millicores: i64,
+    pub pids: i64,
+    pub tmp_mb: i64,
     pub visibility: String,
     pub active_version: Option<i64>,
     pub created_at: i64,
@@ -116,6 +119,9 @@ pub struct FunctionSettingsRow {
     pub timeout_ms: i64,
     pub memory_mb: i64,
     pub concurrency: i64,
+    pub cpu_millicores: i64,
+    pub pids: i64,
+    pub tmp_mb: i64,
     pub visibility: String,
 }
 
@@ -423,7 +429,7 @@ impl Store {
 
     pub async fn function(&self, project_id: &str, name: &str) -> Result<Option<FunctionRow>> {
         Ok(sqlx::query_as(
-            "SELECT id, project_id, name, runtime, timeout_ms, memory_mb, concurrency, visibility, active_version, created_at, updated_at \
+            "SELECT id, project_id, name, runtime, timeout_ms, memory_mb, concurrency, cpu_millicores, pids, tmp_mb, visibility, active_version, created_at, updated_at \
              FROM functions WHERE project_id = $1 AND name = $2",
         )
         .bind(project_id)
@@ -439,7 +445,7 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<FunctionRow>> {
         Ok(sqlx::query_as(
-            "SELECT id, project_id, name, runtime, timeout_ms, memory_mb, concurrency, visibility, active_version, created_at, updated_at \
+            "SELECT id, project_id, name, runtime, timeout_ms, memory_mb, concurrency, cpu_millicores, pids, tmp_mb, visibility, active_version, created_at, updated_at \
              FROM functions WHERE project_id = $1 AND ($2 IS NULL OR name > $2) ORDER BY name LIMIT $3",
         )
         .bind(project_id)
@@ -464,14 +470,17 @@ impl Store {
             timeout_ms: settings.timeout_ms,
             memory_mb: settings.memory_mb,
             concurrency: settings.concurrency,
+            cpu_millicores: settings.cpu_millicores,
+            pids: settings.pids,
+            tmp_mb: settings.tmp_mb,
             visibility: settings.visibility.clone(),
             active_version: None,
             created_at: now,
             updated_at: now,
         };
         sqlx::query(
-            "INSERT INTO functions (id, project_id, name, runtime, timeout_ms, memory_mb, concurrency, visibility, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            "INSERT INTO functions (id, project_id, name, runtime, timeout_ms, memory_mb, concurrency, visibility, created_at, updated_at, cpu_millicores, pids, tmp_mb) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind(&row.id)
         .bind(&row.project_id)
@@ -483,6 +492,9 @@ impl Store {
         .bind(&row.visibility)
         .bind(row.created_at)
         .bind(row.updated_at)
+        .bind(row.cpu_millicores)
+        .bind(row.pids)
+        .bind(row.tmp_mb)
         .execute(&self.db)
         .await
         .map_err(|e| conflict(e, || format!("a function named '{name}' already exists in this project")))?;
@@ -495,7 +507,7 @@ impl Store {
         settings: &FunctionSettingsRow,
     ) -> Result<()> {
         sqlx::query(
-            "UPDATE functions SET runtime = $1, timeout_ms = $2, memory_mb = $3, concurrency = $4, visibility = $5, updated_at = $6 WHERE id = $7",
+            "UPDATE functions SET runtime = $1, timeout_ms = $2, memory_mb = $3, concurrency = $4, visibility = $5, updated_at = $6, cpu_millicores = $8, pids = $9, tmp_mb = $10 WHERE id = $7",
         )
         .bind(&settings.runtime)
         .bind(settings.timeout_ms)
@@ -504,6 +516,9 @@ impl Store {
         .bind(&settings.visibility)
         .bind(now_ms())
         .bind(function_id)
+        .bind(settings.cpu_millicores)
+        .bind(settings.pids)
+        .bind(settings.tmp_mb)
         .execute(&self.db)
         .await?;
         Ok(())
@@ -576,13 +591,17 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         if let Some(s) = settings {
-            sqlx::query("UPDATE functions SET runtime = $1, timeout_ms = $2, memory_mb = $3, concurrency = $4, visibility = $5 WHERE id = $6")
+            sqlx::query("UPDATE functions SET runtime = $1, timeout_ms = $2, memory_mb = $3, concurrency = $4, visibility = $5, cpu_millicores = $7, pids = $8, tmp_mb = $9 WHERE id = $6")
                 .bind(&s.runtime)
                 .bind(s.timeout_ms)
                 .bind(s.memory_mb)
                 .bind(s.concurrency)
                 .bind(&s.visibility)
                 .bind(function_id)
+                .bind(s.cpu_millicores)
+                .bind(s.pids)
+                .bind(s.tmp_mb)
+                
                 .execute(&mut *tx)
                 .await?;
         }

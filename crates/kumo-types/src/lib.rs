@@ -116,6 +116,12 @@ pub struct FunctionSettings {
     pub timeout_ms: Option<u64>,
     pub memory_mb: Option<u64>,
     pub concurrency: Option<u64>,
+    /// CPU per instance, in thousandths of a core.
+    pub cpu_millicores: Option<u64>,
+    /// Processes and threads per instance.
+    pub pids: Option<u64>,
+    /// Size of the instance's /tmp, in MiB.
+    pub tmp_mb: Option<u64>,
     pub visibility: Option<Visibility>,
 }
 
@@ -138,6 +144,9 @@ pub struct Function {
     pub timeout_ms: u64,
     pub memory_mb: u64,
     pub concurrency: u64,
+    pub cpu_millicores: u64,
+    pub pids: u64,
+    pub tmp_mb: u64,
     pub visibility: Visibility,
     /// The version that serves calls; `null` before the first deployment.
     pub active_version: Option<i64>,

@@ -23,12 +23,20 @@ pub struct Limits {
     pub deployment_bytes: usize,
     /// Files per deployment.
     pub deployment_files: usize,
-    /// Processes and threads per instance.
+    /// Default CPU per instance, in thousandths of a core.
+    pub cpu_millicores: u64,
+    /// Most CPU a function may ask for.
+    pub max_cpu_millicores: u64,
+    /// Default processes and threads per instance.
     pub pids: u64,
+    /// Most processes and threads a function may ask for.
+    pub max_pids: u64,
     /// Open descriptors per instance.
     pub open_files: u64,
-    /// Size of /tmp per instance.
+    /// Default size of /tmp per instance.
     pub tmp_bytes: u64,
+    /// Largest /tmp a function may ask for.
+    pub max_tmp_bytes: u64,
 }
 
 impl Default for Limits {
@@ -44,9 +52,13 @@ impl Default for Limits {
             log_bytes: 256 * 1024,
             deployment_bytes: 50 * 1024 * 1024,
             deployment_files: 1000,
+            cpu_millicores: 1000,
+            max_cpu_millicores: 4000,
             pids: 128,
+            max_pids: 1024,
             open_files: 1024,
             tmp_bytes: 64 * 1024 * 1024,
+            max_tmp_bytes: 1024 * 1024 * 1024,
         }
     }
 }

@@ -58,13 +58,16 @@ struct ServeArgs {
     /// `process` (UNSAFE: plain processes, for development machines only).
     #[arg(long, default_value = "namespaces", env = "KUMO_ISOLATION", value_parser = parse_isolation)]
     isolation: config::Isolation,
-    /// CPU per instance, in thousandths of a core.
-    #[arg(long, default_value_t = config::DEFAULT_CPU_MILLICORES, env = "KUMO_CPU_MILLICORES")]
-    cpu_millicores: u64,
-    /// Processes and threads per instance.
+    /// Default CPU per instance, in thousandths of a core (functions may
+    /// set their own, up to 4000).
+    #[arg(long, env = "KUMO_CPU_MILLICORES")]
+    cpu_millicores: Option<u64>,
+    /// Default processes and threads per instance (functions may set their
+    /// own, up to 1024).
     #[arg(long, env = "KUMO_PIDS")]
     pids: Option<u64>,
-    /// Size of each instance's /tmp, in MiB.
+    /// Default size of each instance's /tmp, in MiB (functions may set
+    /// their own, up to 1024).
     #[arg(long, env = "KUMO_TMP_MB")]
     tmp_mb: Option<u64>,
 }
@@ -107,6 +110,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(mb) = args.tmp_mb {
         limits.tmp_bytes = mb.max(1) * 1024 * 1024;
     }
+    if let Some(cpu) = args.cpu_millicores {
+        limits.cpu_millicores = cpu.max(10);
+    }
     let config = Config {
         data_dir: args.data_dir,
         database_url: args.database_url,
@@ -117,7 +123,6 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         queue_timeout: Duration::from_millis(args.queue_timeout_ms),
         drain_timeout: Duration::from_millis(args.drain_timeout_ms),
         isolation: args.isolation,
-        cpu_millicores: args.cpu_millicores.max(10),
         limits,
         ..defaults
     };

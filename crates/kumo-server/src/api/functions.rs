@@ -28,6 +28,9 @@ pub(crate) fn to_api(state: &State, project: &str, row: FunctionRow) -> Function
         timeout_ms: u64::try_from(row.timeout_ms).unwrap_or_default(),
         memory_mb: u64::try_from(row.memory_mb).unwrap_or_default(),
         concurrency: u64::try_from(row.concurrency).unwrap_or_default(),
+        cpu_millicores: u64::try_from(row.cpu_millicores).unwrap_or_default(),
+        pids: u64::try_from(row.pids).unwrap_or_default(),
+        tmp_mb: u64::try_from(row.tmp_mb).unwrap_or_default(),
         visibility: Visibility::parse(&row.visibility).unwrap_or(Visibility::Public),
         active_version: row.active_version,
         created_at: row.created_at,
@@ -106,6 +109,18 @@ fn merge_settings(
         .concurrency
         .map(|v| within("concurrency", v, 1, limits.max_concurrency))
         .transpose()?;
+    let cpu = given
+        .cpu_millicores
+        .map(|v| within("cpu_millicores", v, 10, limits.max_cpu_millicores))
+        .transpose()?;
+    let pids = given
+        .pids
+        .map(|v| within("pids", v, 8, limits.max_pids))
+        .transpose()?;
+    let tmp_mb = given
+        .tmp_mb
+        .map(|v| within("tmp_mb", v, 1, limits.max_tmp_bytes / (1024 * 1024)))
+        .transpose()?;
     let default = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
     Ok(FunctionSettingsRow {
         runtime: runtime
@@ -121,6 +136,15 @@ fn merge_settings(
         concurrency: concurrency
             .or(current.map(|c| c.concurrency))
             .unwrap_or(default(limits.concurrency)),
+        cpu_millicores: cpu
+            .or(current.map(|c| c.cpu_millicores))
+            .unwrap_or(default(limits.cpu_millicores)),
+        pids: pids
+            .or(current.map(|c| c.pids))
+            .unwrap_or(default(limits.pids)),
+        tmp_mb: tmp_mb
+            .or(current.map(|c| c.tmp_mb))
+            .unwrap_or(default(limits.tmp_bytes / (1024 * 1024))),
         visibility: given
             .visibility
             .map(|v| v.as_str().to_string())
@@ -241,6 +265,9 @@ pub(crate) struct DeployQuery {
     pub(crate) timeout_ms: Option<u64>,
     pub(crate) memory_mb: Option<u64>,
     pub(crate) concurrency: Option<u64>,
+    pub(crate) cpu_millicores: Option<u64>,
+    pub(crate) pids: Option<u64>,
+    pub(crate) tmp_mb: Option<u64>,
     pub(crate) visibility: Option<Visibility>,
 }
 
@@ -300,6 +327,9 @@ pub(crate) async fn deploy(
                 timeout_ms: query.timeout_ms,
                 memory_mb: query.memory_mb,
                 concurrency: query.concurrency,
+                cpu_millicores: query.cpu_millicores,
+                pids: query.pids,
+                tmp_mb: query.tmp_mb,
                 visibility: query.visibility,
             };
             (

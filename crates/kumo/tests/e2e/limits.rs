@@ -352,3 +352,66 @@ async fn bodies_over_6_mib_get_413() {
     resp.expect_error(500, "function_error");
     assert!(resp.body.len() < 1024, "the oversized body is not sent");
 }
+
+/// Per-function sandbox limits: processes and threads, /tmp size and CPU
+/// are the function's own, within the server's caps, and enforced.
+#[tokio::test]
+async fn per_function_pids_and_tmp_limits_are_enforced() {
+    let server = TestServer::start().await;
+    let code = py(r#"
+        import errno, threading, time
+
+        def handler(event):
+            started = 0
+            try:
+                for _ in range(64):
+                    threading.Thread(target=time.sleep, args=(1,), daemon=True).start()
+                    started += 1
+            except RuntimeError:
+                pass
+            written = 0
+            err = None
+            try:
+                with open("/tmp/fill", "wb") as f:
+                    for _ in range(8):
+                        f.write(b"x" * (1024 * 1024))
+                        f.flush()
+                        written += 1
+            except OSError as e:
+                err = errno.errorcode.get(e.errno, str(e.errno))
+            return {"threads": started, "written_mib": written, "error": err}
+    "#);
+    server
+        .deploy(
+            "lim",
+            "small",
+            &[("main.py", &code)],
+            json!({"pids": 16, "tmp_mb": 2, "cpu_millicores": 500}),
+        )
+        .await;
+    let function = server
+        .get("/api/v1/projects/lim/functions/small")
+        .await
+        .expect_status(200);
+    assert_eq!(function["pids"], 16, "{function}");
+    assert_eq!(function["tmp_mb"], 2, "{function}");
+    assert_eq!(function["cpu_millicores"], 500, "{function}");
+
+    let run = server.invoke("lim", "small", json!({})).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let threads = run["output"]["threads"].as_u64().expect("threads");
+    assert!(threads < 16, "the pids limit stopped the threads: {run}");
+    let written = run["output"]["written_mib"].as_u64().expect("written");
+    assert!(written <= 2, "the /tmp limit stopped the writes: {run}");
+    assert!(
+        matches!(run["output"]["error"].as_str(), Some("ENOSPC" | "EFBIG")),
+        "{run}"
+    );
+
+    // Out of the server's caps: refused, saying which setting.
+    let resp = server
+        .try_deploy("lim", "big", &[("main.py", &code)], json!({"pids": 100000}))
+        .await;
+    let message = resp.expect_error(400, "bad_request");
+    assert!(message.contains("pids"), "{message}");
+}
