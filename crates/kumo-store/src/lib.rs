@@ -601,7 +601,6 @@ impl Store {
                 .bind(s.cpu_millicores)
                 .bind(s.pids)
                 .bind(s.tmp_mb)
-                
                 .execute(&mut *tx)
                 .await?;
         }
