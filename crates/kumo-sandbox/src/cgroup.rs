@@ -267,17 +267,7 @@ impl Manager {
                 }
             }
         }
-        // Kill first, everywhere (an instance idle when its server died is
-        // frozen; kill_all thaws it), then remove once the processes exit.
-        for group in &dead {
-            group.kill_all();
-        }
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        for group in &dead {
-            for (_, dir) in &group.dirs {
-                remove_when_empty(dir, deadline);
-            }
-        }
+        kill_and_remove(&dead);
         if !dead.is_empty() {
             tracing::info!(
                 removed = dead.len(),
@@ -306,20 +296,27 @@ impl Manager {
             .filter(|e| e.path().is_dir())
             .map(|e| self.group_in_scope(scope, &e.file_name()))
             .collect();
-        for group in &groups {
-            group.kill_all();
-        }
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        for group in &groups {
-            for (_, dir) in &group.dirs {
-                remove_when_empty(dir, deadline);
-            }
-        }
+        kill_and_remove(&groups);
         if !groups.is_empty() {
             tracing::info!(
                 removed = groups.len(),
                 "removed cgroups left by an earlier run"
             );
+        }
+    }
+}
+
+/// Kills every group's processes first, everywhere (an instance that was
+/// idle is frozen; `kill_all` thaws it), then removes the groups once their
+/// processes have exited, within five seconds overall.
+fn kill_and_remove(groups: &[Group]) {
+    for group in groups {
+        group.kill_all();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    for group in groups {
+        for (_, dir) in &group.dirs {
+            remove_when_empty(dir, deadline);
         }
     }
 }
