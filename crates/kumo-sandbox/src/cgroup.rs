@@ -259,7 +259,7 @@ impl Manager {
                 };
                 for group in groups.flatten().filter(|g| g.path().is_dir()) {
                     let name = group.file_name();
-                    if owner_is_gone(&name.to_string_lossy())
+                    if owner_is_gone(&name.to_string_lossy(), &group.path())
                         && seen.insert((scope_name.clone(), name.clone()))
                     {
                         dead.push(self.group_in_scope(&scope_name, &name));
@@ -336,18 +336,50 @@ fn remove_when_empty(path: &Path, deadline: std::time::Instant) -> bool {
 }
 
 /// Whether the server that named an instance group `i<pid>-<n>` has exited.
-fn owner_is_gone(name: &str) -> bool {
+fn owner_is_gone(name: &str, group: &Path) -> bool {
     let pid = name
         .strip_prefix('i')
         .and_then(|rest| rest.split('-').next())
         .and_then(|pid| pid.parse::<i32>().ok());
-    match pid {
-        Some(pid) if pid > 0 => matches!(
-            kill(Pid::from_raw(pid), None),
-            Err(nix::errno::Errno::ESRCH)
-        ),
+    let Some(pid) = pid.filter(|p| *p > 0) else {
+        return false;
+    };
+    if matches!(
+        kill(Pid::from_raw(pid), None),
+        Err(nix::errno::Errno::ESRCH)
+    ) {
+        return true;
+    }
+    // The pid may have been reused: a process that started after the
+    // group was made cannot be the server that made it.
+    match (
+        process_start(pid),
+        fs::metadata(group).and_then(|m| m.modified()),
+    ) {
+        (Some(started), Ok(made)) => started > made + std::time::Duration::from_secs(2),
         _ => false,
     }
+}
+
+/// When process `pid` started (from /proc, in wall-clock time).
+fn process_start(pid: i32) -> Option<std::time::SystemTime> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces), 1-based 22nd
+    // overall is the start time in clock ticks since boot.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let ticks: u64 = rest.split_whitespace().nth(19)?.parse().ok()?;
+    let boot: u64 = fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let hz = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) })
+        .ok()?
+        .max(1);
+    Some(std::time::UNIX_EPOCH + std::time::Duration::from_millis(boot * 1000 + ticks * 1000 / hz))
 }
 
 impl Group {
@@ -402,9 +434,10 @@ impl Group {
 
     /// Every `cgroup.procs` of the group; a process writes `0` into each
     /// to join it.
-    pub(crate) fn procs_paths(&self) -> Vec<PathBuf> {
+    pub(crate) fn procs_paths(&self, with_freezer: bool) -> Vec<PathBuf> {
         self.dirs
             .iter()
+            .filter(|(c, _)| with_freezer || self.v2 || *c != "freezer")
             .map(|(_, d)| d.join("cgroup.procs"))
             .collect()
     }
@@ -446,6 +479,15 @@ impl Group {
         if let Some(f) = freezer {
             let _ = write(&f.join("freezer.state"), "THAWED");
         }
+    }
+
+    /// The freezer hierarchy's `cgroup.procs`, on v1 only (on v2 the
+    /// freezer is part of the one group).
+    pub(crate) fn freezer_procs(&self) -> Option<PathBuf> {
+        if self.v2 {
+            return None;
+        }
+        self.dir("freezer").map(|d| d.join("cgroup.procs"))
     }
 
     /// Stops (`true`) or resumes (`false`) every process of the group.

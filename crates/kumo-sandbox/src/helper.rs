@@ -51,6 +51,12 @@ pub(crate) struct HelperSpec {
     pub(crate) symlinks: Vec<(PathBuf, PathBuf)>,
     /// The `cgroup.procs` files of the instance's cgroup, to join first.
     pub(crate) cgroup_procs: Vec<PathBuf>,
+    /// The freezer's `cgroup.procs` where the freezer is a hierarchy of its
+    /// own (cgroup v1): the init joins it, the helper does not, so the
+    /// helper is never frozen and can always stop the sandbox.
+    pub(crate) freezer_procs: Option<PathBuf>,
+    /// The server's pid: when it dies, the helper kills the sandbox.
+    pub(crate) server_pid: u32,
     pub(crate) tmp_bytes: u64,
     /// Host uid/gid that inside 0 maps to; inside 1000 maps to the next.
     pub(crate) id_base: u32,
@@ -74,6 +80,7 @@ pub fn run_helper() -> ! {
 fn helper() -> Result<i32, String> {
     // fd 0 is the channel; the host wrote the spec on it as the first frame.
     let spec = read_spec()?;
+
     // Join the instance's cgroup before anything else is created, so every
     // process of the sandbox is counted and killed with it.
     for path in &spec.cgroup_procs {
@@ -99,6 +106,12 @@ fn helper() -> Result<i32, String> {
     }
     drop(null);
     crate::close_above(crate::CHANNEL_FD).map_err(|e| format!("close_range: {e}"))?;
+    // Watch the server from here on (above fd 3, which the channel and
+    // the standard descriptors own); if it is already gone, stop.
+    let server = pidfd_open(spec.server_pid)?;
+    if nix::unistd::getppid().as_raw() != spec.server_pid as i32 {
+        return Err("the server went away before the sandbox started".into());
+    }
     // Built before the clone so the runner only has to install it.
     let filters = crate::seccomp::build()?;
     // The root is built here, as host root in a private mount namespace,
@@ -135,7 +148,15 @@ fn helper() -> Result<i32, String> {
         fs::write(proc_dir.join(file), &maps)
             .map_err(|e| format!("writing {file} of the sandbox: {e}"))
     };
-    if let Err(e) = write_map("uid_map").and_then(|()| write_map("gid_map")) {
+    let join_freezer = || match &spec.freezer_procs {
+        Some(path) => fs::write(path, child.to_string())
+            .map_err(|e| format!("joining cgroup {}: {e}", path.display())),
+        None => Ok(()),
+    };
+    if let Err(e) = write_map("uid_map")
+        .and_then(|()| write_map("gid_map"))
+        .and_then(|()| join_freezer())
+    {
         let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
         return Err(e);
     }
@@ -145,15 +166,62 @@ fn helper() -> Result<i32, String> {
     // The helper must not hold the channel or the log pipes: the host
     // learns that the runner died from their closing.
     release_stdio();
+    watch(child, &server, spec.freezer_procs.as_deref())
+}
+
+/// Waits for the sandbox to end; if the server dies first, kills it (an
+/// idle sandbox is frozen and would otherwise wait forever).
+fn watch(child: Pid, server: &OwnedFd, freezer_procs: Option<&Path>) -> Result<i32, String> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let sandbox = pidfd_open(child.as_raw() as u32)?;
     loop {
-        match waitpid(child, None) {
-            Ok(WaitStatus::Exited(_, code)) => return Ok(code),
-            Ok(WaitStatus::Signaled(_, signal, _)) => return Ok(128 + signal as i32),
-            Ok(_) => continue,
+        let mut fds = [
+            PollFd::new(sandbox.as_fd(), PollFlags::POLLIN),
+            PollFd::new(server.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) => {}
             Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(format!("waiting for the sandbox: {e}")),
+            Err(e) => return Err(format!("poll: {e}")),
+        }
+        let server_gone = fds[1].revents().is_some_and(|r| !r.is_empty());
+        let sandbox_done = fds[0].revents().is_some_and(|r| !r.is_empty());
+        if server_gone && !sandbox_done {
+            if let Some(procs) = freezer_procs {
+                let _ = fs::write(procs.with_file_name("freezer.state"), "THAWED");
+            }
+            // Pid 1 of the namespace: its death takes everything with it.
+            let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+        }
+        if server_gone || sandbox_done {
+            return match waitpid(child, None) {
+                Ok(WaitStatus::Exited(_, code)) => Ok(code),
+                Ok(WaitStatus::Signaled(_, signal, _)) => Ok(128 + signal as i32),
+                Ok(_) => continue,
+                Err(e) => Err(format!("waiting for the sandbox: {e}")),
+            };
         }
     }
+}
+
+/// A pidfd for `pid`: readable once the process has exited.
+fn pidfd_open(pid: u32) -> Result<OwnedFd, String> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if fd < 0 {
+        return Err(format!(
+            "pidfd_open({pid}): {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    let fd = i32::try_from(fd).map_err(|_| "pidfd out of range".to_string())?;
+    // SAFETY: the kernel just returned this descriptor; nothing else owns it.
+    let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    // Keep it clear of the low descriptors the helper rearranges.
+    let high = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(10))
+        .map_err(|e| format!("dup of a pidfd: {e}"))?;
+    // SAFETY: F_DUPFD_CLOEXEC returned a new descriptor that we now own.
+    Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(high) })
 }
 
 /// Reads the spec frame from fd 0, unbuffered: nothing past the frame

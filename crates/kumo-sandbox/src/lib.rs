@@ -312,7 +312,9 @@ impl Sandbox {
             root_dir: self.config.work_dir.join("root"),
             mounts: spec.mounts.clone(),
             symlinks: self.symlinks.clone(),
-            cgroup_procs: group.procs_paths(),
+            cgroup_procs: group.procs_paths(false),
+            freezer_procs: group.freezer_procs(),
+            server_pid: std::process::id(),
             tmp_bytes: spec.limits.tmp_bytes,
             // Host ids differ per instance, and per server on one host.
             id_base: 1_000_000
