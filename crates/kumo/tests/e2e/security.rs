@@ -2492,3 +2492,48 @@ fn free_bytes(path: &Path) -> u64 {
         .map(|s| s.blocks_available() * s.fragment_size())
         .unwrap_or(0)
 }
+
+/// Items 29–30: a server killed with SIGKILL leaves no sandbox behind, even
+/// an idle (frozen) one: its helper watches the server and kills it.
+#[tokio::test]
+async fn sigkill_of_the_server_takes_its_instances_down() {
+    let server = TestServer::start().await;
+    server
+        .deploy(
+            "sec",
+            "idle",
+            &[("main.py", "def handler(event):\n    return 1\n")],
+            json!({}),
+        )
+        .await;
+    let run = server.invoke("sec", "idle", json!({})).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let host = HostView::of(&server);
+    let sandbox = host.descendants();
+    assert!(
+        sandbox.len() >= 3,
+        "helper, init and runner run under the server: {sandbox:?}"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(host.pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("killing the server");
+    let alive = |pid: &i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| !s.contains(") Z "))
+            .unwrap_or(false)
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left: Vec<i32> = sandbox.iter().copied().filter(alive).collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "sandbox processes outlived their killed server: {left:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
