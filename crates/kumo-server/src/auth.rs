@@ -95,11 +95,18 @@ impl Auth {
         self.cache.lock().expect("auth cache poisoned").clear();
     }
 
-    /// Checks a password login, throttled per user name.
-    pub(crate) async fn login(&self, username: &str, password: &str) -> Result<UserRow, ApiError> {
+    /// Checks a password login, throttled per user name and client address
+    /// (so a stranger cannot lock the owner out by failing on purpose).
+    pub(crate) async fn login(
+        &self,
+        username: &str,
+        client: std::net::IpAddr,
+        password: &str,
+    ) -> Result<UserRow, ApiError> {
+        let key = format!("{username}\u{0}{client}");
         {
             let failures = self.failures.lock().expect("login throttle poisoned");
-            if let Some((count, since)) = failures.get(username)
+            if let Some((count, since)) = failures.get(&key)
                 && *count >= LOGIN_FAILURES_ALLOWED
                 && since.elapsed() < LOGIN_WINDOW
             {
@@ -129,14 +136,12 @@ impl Auth {
                 self.failures
                     .lock()
                     .expect("login throttle poisoned")
-                    .remove(username);
+                    .remove(&key);
                 Ok(user)
             }
             _ => {
                 let mut failures = self.failures.lock().expect("login throttle poisoned");
-                let entry = failures
-                    .entry(username.to_string())
-                    .or_insert((0, Instant::now()));
+                let entry = failures.entry(key).or_insert((0, Instant::now()));
                 if entry.1.elapsed() >= LOGIN_WINDOW {
                     *entry = (0, Instant::now());
                 }

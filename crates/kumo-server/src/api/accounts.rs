@@ -1,6 +1,6 @@
 //! Login, the current user, and API tokens.
 
-use axum::extract::{Path, State as AxState};
+use axum::extract::{ConnectInfo, Path, State as AxState};
 use axum::http::StatusCode;
 use kumo_types::{ApiToken, CreateToken, ErrorBody, LoginRequest, Me, Page, TokenResponse};
 
@@ -14,12 +14,16 @@ use crate::error::{ApiError, ApiResult};
     responses((status = 200, body = TokenResponse), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub(crate) async fn login(
     AxState(state): AxState<State>,
+    ConnectInfo(client): ConnectInfo<std::net::SocketAddr>,
     Json(req): Json<LoginRequest>,
 ) -> ApiResult<axum::Json<TokenResponse>> {
     if req.username.len() > 128 || req.password.len() > 1024 {
         return Err(ApiError::bad_request("user name or password too long"));
     }
-    let user = state.auth().login(&req.username, &req.password).await?;
+    let user = state
+        .auth()
+        .login(&req.username, client.ip(), &req.password)
+        .await?;
     let token = new_token();
     let row = state
         .store()

@@ -476,6 +476,19 @@ async fn password_login_works_and_repeated_failures_are_throttled() {
         .expect_error(429, "too_many_requests");
     // Tokens are not affected.
     server.get("/api/v1/me").await.expect_status(200);
+    // The owner, from another address, is not locked out by a stranger's
+    // failures.
+    let elsewhere = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .expect("a client bound to 127.0.0.2");
+    let resp = elsewhere
+        .post(server.url("/api/v1/auth/login"))
+        .json(&json!({"username": "admin", "password": server.admin_password}))
+        .send()
+        .await
+        .expect("login from 127.0.0.2");
+    assert_eq!(resp.status().as_u16(), 200, "login from another address");
 }
 
 #[tokio::test]
