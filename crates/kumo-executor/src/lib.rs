@@ -201,7 +201,7 @@ impl Executor {
             },
         };
 
-        pool.busy.fetch_add(1, Ordering::AcqRel);
+        let busy = Busy::enter(&pool);
         let before = instance.usage();
         if !cold_start {
             instance.reset_peak_memory();
@@ -210,7 +210,7 @@ impl Executor {
         let mut end = instance
             .call(spec, run_id, event, deadline, &mut logs)
             .await;
-        pool.busy.fetch_sub(1, Ordering::AcqRel);
+        drop(busy);
         let after = instance.usage();
         // A runner that died while its cgroup's OOM killer struck ran out
         // of memory; say so instead of "crashed".
@@ -219,15 +219,19 @@ impl Executor {
         {
             end = CallEnd::OutOfMemory(spec.memory_mb);
         }
-        let reusable = matches!(end, CallEnd::Answered(_));
-        if reusable
-            && !pool.retired.load(Ordering::Acquire)
-            && !inner.shutting_down.load(Ordering::Acquire)
-        {
+        if matches!(end, CallEnd::Answered(_)) {
             if inner.config.freeze_idle {
                 instance.freeze();
             }
-            pool.idle.lock().expect("pool lock poisoned").push(instance);
+            // Checked under the idle lock, which `retire` also takes, so an
+            // instance never lands in a pool that has been retired.
+            let mut idle = pool.idle.lock().expect("pool lock poisoned");
+            if pool.retired.load(Ordering::Acquire) || inner.shutting_down.load(Ordering::Acquire) {
+                drop(idle);
+                instance.kill();
+            } else {
+                idle.push(instance);
+            }
         } else {
             instance.kill();
         }
@@ -364,6 +368,23 @@ impl Executor {
     }
 }
 
+/// Counts a call as busy on its pool for as long as it lives, even if the
+/// caller goes away mid-call.
+struct Busy<'a>(&'a Pool);
+
+impl<'a> Busy<'a> {
+    fn enter(pool: &'a Pool) -> Self {
+        pool.busy.fetch_add(1, Ordering::AcqRel);
+        Busy(pool)
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.busy.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 struct InFlight<'a>(&'a Inner);
 
 impl Drop for InFlight<'_> {
@@ -439,8 +460,11 @@ impl Pool {
     }
 
     fn retire(&self) {
-        self.retired.store(true, Ordering::Release);
-        let idle = std::mem::take(&mut *self.idle.lock().expect("pool lock poisoned"));
+        let idle = {
+            let mut idle = self.idle.lock().expect("pool lock poisoned");
+            self.retired.store(true, Ordering::Release);
+            std::mem::take(&mut *idle)
+        };
         for mut instance in idle {
             instance.kill();
         }
@@ -497,7 +521,9 @@ async fn reap(inner: Weak<Inner>) {
             instance.kill();
         }
         // Forget pools with no instances and no callers; they are cheap to
-        // make again.
+        // make again. (Our own clones must go first, or every pool looks
+        // held.)
+        drop(pools);
         let mut map = inner.pools.lock().expect("pools lock poisoned");
         map.retain(|_, pool| {
             Arc::strong_count(pool) > 1

@@ -160,7 +160,10 @@ impl Manager {
                 } else {
                     let _ = write(&parent.join("memory.use_hierarchy"), "1");
                 }
-                fs::create_dir(dir)?;
+                if let Err(e) = fs::create_dir(dir) {
+                    group.remove();
+                    return Err(e);
+                }
             }
         }
         if let Err(e) = group.apply(limits) {

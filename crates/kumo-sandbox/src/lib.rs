@@ -45,6 +45,10 @@ use nix::fcntl::OFlag;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
+/// The largest spec the host hands a helper (program, arguments,
+/// environment, mounts).
+const MAX_SPEC_BYTES: usize = 64 * 1024;
+
 /// The descriptor number of the channel inside the child.
 pub const CHANNEL_FD: i32 = 3;
 
@@ -221,7 +225,10 @@ impl Sandbox {
                 // no code to run between fork and exec, the helper starts
                 // through posix_spawn (vfork): no copy of the server's
                 // page tables on the way to every cold start.
-                self.send_spec(&host_end, spec, n, &group)?;
+                if let Err(e) = self.send_spec(&host_end, spec, n, &group) {
+                    group.remove();
+                    return Err(e);
+                }
                 let mut command = tokio::process::Command::new(&self.config.helper_exe);
                 command
                     .arg("__sandbox")
@@ -256,24 +263,33 @@ impl Sandbox {
             .stdout(Stdio::from(stdout_write))
             .stderr(Stdio::from(stderr_write))
             .kill_on_drop(true);
-        let child = command.spawn().map_err(|source| SandboxError::Spawn {
-            program: spec.program.display().to_string(),
-            source,
-        })?;
+        let child = match command.spawn() {
+            Ok(child) => child,
+            Err(source) => {
+                if let Some(group) = &group {
+                    group.remove();
+                }
+                return Err(SandboxError::Spawn {
+                    program: spec.program.display().to_string(),
+                    source,
+                });
+            }
+        };
         drop(command);
-        let pid = child.id().unwrap_or_default();
-
+        // From here on, dropping the handle (on any error below) kills the
+        // process and removes its cgroup.
+        let handle = Handle {
+            pid: child.id().unwrap_or_default(),
+            child: Some(child),
+            killed: false,
+            group,
+        };
         host_end
             .set_nonblocking(true)
             .map_err(SandboxError::Register)?;
         let channel = tokio::net::UnixStream::from_std(host_end).map_err(SandboxError::Register)?;
         Ok(Process {
-            handle: Handle {
-                pid,
-                child: Some(child),
-                killed: false,
-                group,
-            },
+            handle,
             channel,
             stdout: tokio::net::unix::pipe::Receiver::from_owned_fd(stdout_read)
                 .map_err(SandboxError::Register)?,
@@ -330,6 +346,14 @@ impl Sandbox {
         let len = u32::try_from(frame.len() - 4)
             .map_err(|_| SandboxError::Spec("spec too large".into()))?;
         frame[..4].copy_from_slice(&len.to_be_bytes());
+        // Written before the helper runs, so it must fit the socket's
+        // buffer (far above this) or the write would block.
+        if frame.len() > MAX_SPEC_BYTES {
+            return Err(SandboxError::Spec(format!(
+                "the sandbox spec is {} bytes, over the {MAX_SPEC_BYTES}-byte limit (too large an environment?)",
+                frame.len()
+            )));
+        }
         // The socket is still blocking and its buffer far larger than a
         // spec, so this completes at once.
         (&*channel)
@@ -461,8 +485,15 @@ impl Handle {
         if let Some(group) = &self.group {
             group.kill_all();
         }
+        // Only while the process has not been reaped: afterwards its pid
+        // (and process group id) may belong to someone else.
+        let running = self
+            .child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)));
         if let Ok(pid) = i32::try_from(self.pid)
             && pid > 0
+            && running
         {
             // The process leads its own group (setsid): this reaches what
             // it forked, too, in process mode.
