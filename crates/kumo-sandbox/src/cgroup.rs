@@ -46,6 +46,8 @@ pub(crate) struct Group {
     /// `freezer.state` (v1) or `cgroup.freeze` (v2), kept open: freezing
     /// happens after every call.
     freezer: Option<fs::File>,
+    /// `memory.peak` opened read-write (v2), for per-call peaks.
+    peak: Option<fs::File>,
 }
 
 fn write(path: &Path, value: &str) -> io::Result<()> {
@@ -80,18 +82,21 @@ impl Manager {
     pub(crate) fn detect(scope: &str) -> io::Result<Manager> {
         let root = Path::new("/sys/fs/cgroup");
         let name = format!("kumo-{scope}");
-        // v2 where the unified hierarchy carries the controllers we need.
-        let controllers = fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
+        // v2 where the unified hierarchy gives our own cgroup the
+        // controllers we need.
+        let own = own_group(None).unwrap_or_else(|| "/".into());
+        let parent = root.join(own.trim_start_matches('/'));
+        let controllers = fs::read_to_string(parent.join("cgroup.controllers")).unwrap_or_default();
         if ["memory", "pids", "cpu"]
             .iter()
             .all(|c| controllers.split_whitespace().any(|x| x == *c))
         {
-            let own = own_group(None).unwrap_or_else(|| "/".into());
-            let parent = root.join(own.trim_start_matches('/'));
             let base = parent.join(&name);
             fs::create_dir_all(&base)?;
-            // Controllers must be enabled top-down for children to get them.
-            let _ = write(&parent.join("cgroup.subtree_control"), "+memory +pids +cpu");
+            // Controllers must be enabled top-down for children to get them,
+            // and a cgroup that enables them for its children may hold no
+            // processes itself: move ours (the server's) into a leaf first.
+            enable_controllers(&parent)?;
             write(&base.join("cgroup.subtree_control"), "+memory +pids +cpu")?;
             let manager = Manager {
                 layout: Layout::V2 { base },
@@ -142,11 +147,13 @@ impl Manager {
                 dirs: vec![("unified", base.join(id))],
                 v2: true,
                 freezer: None,
+                peak: None,
             },
             Layout::V1 { bases } => Group {
                 dirs: bases.iter().map(|(c, b)| (*c, b.join(id))).collect(),
                 v2: false,
                 freezer: None,
+                peak: None,
             },
         };
         for (_, dir) in &group.dirs {
@@ -179,6 +186,13 @@ impl Manager {
         group.freezer = group
             .dir("freezer")
             .and_then(|d| fs::OpenOptions::new().write(true).open(d.join(file)).ok());
+        if group.v2 {
+            group.peak = fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(group.dirs[0].1.join("memory.peak"))
+                .ok();
+        }
         Ok(group)
     }
 
@@ -214,6 +228,7 @@ impl Manager {
             dirs,
             v2: matches!(self.layout, Layout::V2 { .. }),
             freezer: None,
+            peak: None,
         }
     }
 
@@ -336,6 +351,32 @@ fn remove_when_empty(path: &Path, deadline: std::time::Instant) -> bool {
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
+}
+
+/// Enables memory, pids and cpu for the children of `parent` (v2). A
+/// cgroup with processes cannot do that, so its processes (the server)
+/// move into a `kumo.server` child first.
+fn enable_controllers(parent: &Path) -> io::Result<()> {
+    let control = parent.join("cgroup.subtree_control");
+    if write(&control, "+memory +pids +cpu").is_ok() {
+        return Ok(());
+    }
+    let leaf = parent.join("kumo.server");
+    fs::create_dir_all(&leaf)?;
+    let procs = fs::read_to_string(parent.join("cgroup.procs"))?;
+    for pid in procs.lines().filter(|l| !l.trim().is_empty()) {
+        // A process may exit meanwhile; that is fine.
+        let _ = write(&leaf.join("cgroup.procs"), pid.trim());
+    }
+    write(&control, "+memory +pids +cpu").map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!(
+                "cannot enable the memory, pids and cpu controllers under {} ({e}); delegate that cgroup to kumo",
+                parent.display()
+            ),
+        )
+    })
 }
 
 /// Whether the server that named an instance group `i<pid>-<n>` has exited.
@@ -539,6 +580,16 @@ impl Group {
 
     /// Peak memory since the last [`Group::reset_peak`], in bytes.
     pub(crate) fn peak_memory(&self) -> u64 {
+        if let Some(peak) = &self.peak {
+            // v2: read through the descriptor the reset was written to.
+            use std::os::unix::fs::FileExt;
+            let mut buf = [0u8; 32];
+            return peak
+                .read_at(&mut buf, 0)
+                .ok()
+                .and_then(|n| std::str::from_utf8(&buf[..n]).ok()?.trim().parse().ok())
+                .unwrap_or(0);
+        }
         if self.v2 {
             return read_u64(&self.dirs[0].1.join("memory.peak")).unwrap_or(0);
         }
@@ -548,13 +599,16 @@ impl Group {
     }
 
     pub(crate) fn reset_peak(&self) {
-        let (file, value) = if self.v2 {
-            ("memory.peak", "reset")
-        } else {
-            ("memory.max_usage_in_bytes", "0")
-        };
-        if let Some(dir) = self.dir("memory") {
-            let _ = write(&dir.join(file), value);
+        if let Some(peak) = &self.peak {
+            // v2 (kernel 6.12+): a reset holds for the descriptor it was
+            // written through, which `peak_memory` reads.
+            let _ = (&*peak).write_all(b"reset");
+            return;
+        }
+        if !self.v2
+            && let Some(dir) = self.dir("memory")
+        {
+            let _ = write(&dir.join("memory.max_usage_in_bytes"), "0");
         }
     }
 
