@@ -7,9 +7,7 @@ pub(crate) mod runs;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, FromRequest, Request};
-use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use kumo_types::ErrorCode;
 use serde::de::DeserializeOwned;
@@ -79,40 +77,76 @@ pub(crate) fn router(deploy_limit: usize, body_limit: usize) -> Router<State> {
 }
 
 /// A request body, with size errors in Kumo's JSON error shape.
+///
+/// A body over the limit is still read (and thrown away) up to
+/// [`DRAIN_LIMIT`] before the 413 goes out, so that a client still sending
+/// it reads the answer instead of a broken pipe. Bodies declared larger
+/// than that are refused at once.
 pub(crate) struct Body(pub(crate) Bytes);
 
-impl<S: Send + Sync> FromRequest<S> for Body {
+/// The most of an oversized body the server reads before answering 413.
+const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
+
+impl FromRequest<State> for Body {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        Bytes::from_request(req, state)
-            .await
-            .map(Body)
-            .map_err(body_error)
-    }
-}
-
-fn body_error(rejection: BytesRejection) -> ApiError {
-    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::new(
-            ErrorCode::PayloadTooLarge,
-            "the request body is larger than this endpoint accepts (6 MiB for calls, 50 MiB for deployments)",
-        )
-    } else {
-        ApiError::bad_request(format!(
-            "could not read the request body: {}",
-            rejection.body_text()
-        ))
+    async fn from_request(req: Request, state: &State) -> Result<Self, Self::Rejection> {
+        use futures::StreamExt;
+        let limits = &state.config().limits;
+        // Uploads of deployments may be as large as a deployment.
+        let limit = if req.uri().path().ends_with("/deployments") {
+            limits.deployment_bytes + 1024 * 1024
+        } else {
+            limits.body_bytes
+        };
+        let too_large = || {
+            ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                format!(
+                    "the request body is larger than this endpoint's limit of {}",
+                    crate::error::human_bytes(limit)
+                ),
+            )
+        };
+        let declared = req
+            .headers()
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if declared.is_some_and(|n| n > DRAIN_LIMIT) {
+            return Err(too_large());
+        }
+        let mut stream = req.into_body().into_data_stream();
+        let mut body = Vec::with_capacity(declared.unwrap_or(0).min(limit));
+        let mut total = 0usize;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| {
+                ApiError::bad_request(format!("could not read the request body: {e}"))
+            })?;
+            total += chunk.len();
+            if total > limit {
+                body = Vec::new();
+                if total > DRAIN_LIMIT {
+                    break;
+                }
+                continue;
+            }
+            body.extend_from_slice(&chunk);
+        }
+        if total > limit {
+            return Err(too_large());
+        }
+        Ok(Body(Bytes::from(body)))
     }
 }
 
 /// A JSON body with errors that say what is wrong and where.
 pub(crate) struct Json<T>(pub(crate) T);
 
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
+impl<T: DeserializeOwned> FromRequest<State> for Json<T> {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request(req: Request, state: &State) -> Result<Self, Self::Rejection> {
         let Body(bytes) = Body::from_request(req, state).await?;
         parse_json(&bytes).map(Json)
     }
