@@ -373,15 +373,11 @@ fn mnt(
     })
 }
 
-/// Read-only bind mount, keeping the source's locked flags.
+/// Read-only bind mount, keeping the source's locked flags. Not
+/// recursive: a mount nested under the source is not carried in (the
+/// read-only remount below would not reach it).
 fn bind_ro(source: &Path, target: &Path) -> Result<(), String> {
-    mnt(
-        Some(source),
-        target,
-        None,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        None,
-    )?;
+    mnt(Some(source), target, None, MsFlags::MS_BIND, None)?;
     let mut flags = MsFlags::MS_REMOUNT
         | MsFlags::MS_BIND
         | MsFlags::MS_RDONLY
