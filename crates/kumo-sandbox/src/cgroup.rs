@@ -143,18 +143,10 @@ impl Manager {
     /// Creates the group `id` with `limits`.
     pub(crate) fn create(&self, id: &str, limits: GroupLimits) -> io::Result<Group> {
         let group = match &self.layout {
-            Layout::V2 { base } => Group {
-                dirs: vec![("unified", base.join(id))],
-                v2: true,
-                freezer: None,
-                peak: None,
-            },
-            Layout::V1 { bases } => Group {
-                dirs: bases.iter().map(|(c, b)| (*c, b.join(id))).collect(),
-                v2: false,
-                freezer: None,
-                peak: None,
-            },
+            Layout::V2 { base } => Group::new(vec![("unified", base.join(id))], true),
+            Layout::V1 { bases } => {
+                Group::new(bases.iter().map(|(c, b)| (*c, b.join(id))).collect(), false)
+            }
         };
         for (_, dir) in &group.dirs {
             if let Err(e) = fs::create_dir(dir) {
@@ -224,12 +216,7 @@ impl Manager {
             .filter_map(|(c, b)| Some((c, b.parent()?.join(scope).join(name))))
             .filter(|(_, d)| d.is_dir())
             .collect();
-        Group {
-            dirs,
-            v2: matches!(self.layout, Layout::V2 { .. }),
-            freezer: None,
-            peak: None,
-        }
+        Group::new(dirs, matches!(self.layout, Layout::V2 { .. }))
     }
 
     /// Removes empty groups other servers left behind (their scopes end
@@ -238,51 +225,36 @@ impl Manager {
     fn clean_other_scopes(&self) {
         let mut scopes = Vec::new();
         let mut dead = Vec::new();
-        let bases = self.bases();
-        for base in &bases {
-            let Some(parent) = base.parent() else {
-                continue;
-            };
-            let Ok(entries) = fs::read_dir(parent) else {
-                continue;
-            };
-            for scope in entries.flatten() {
-                let path = scope.path();
-                let is_other =
-                    scope.file_name().to_string_lossy().starts_with("kumo-") && path != *base;
-                if is_other && path.is_dir() {
-                    scopes.push(path);
-                }
-            }
-        }
         // Instance groups are named `i<server pid>-<n>`: only those of a
         // server that is gone are touched (a live server's group may be
-        // empty for a moment, before its helper joins). One hierarchy is
-        // enough to find them; the group spans all of them.
+        // empty for a moment, before its helper joins). A group spans every
+        // hierarchy; `seen` keeps each one once.
         let mut seen = std::collections::BTreeSet::new();
+        let bases = self.bases();
         for base in &bases {
-            let Some(parent) = base.parent() else {
-                continue;
-            };
-            let Ok(entries) = fs::read_dir(parent) else {
+            let Some(Ok(entries)) = base.parent().map(fs::read_dir) else {
                 continue;
             };
             for scope in entries.flatten() {
                 let scope_name = scope.file_name();
-                if !scope_name.to_string_lossy().starts_with("kumo-") || scope.path() == *base {
+                let path = scope.path();
+                if !scope_name.to_string_lossy().starts_with("kumo-")
+                    || path == *base
+                    || !path.is_dir()
+                {
                     continue;
                 }
-                let Ok(groups) = fs::read_dir(scope.path()) else {
-                    continue;
-                };
-                for group in groups.flatten().filter(|g| g.path().is_dir()) {
-                    let name = group.file_name();
-                    if owner_is_gone(&name.to_string_lossy(), &group.path())
-                        && seen.insert((scope_name.clone(), name.clone()))
-                    {
-                        dead.push(self.group_in_scope(&scope_name, &name));
+                if let Ok(groups) = fs::read_dir(&path) {
+                    for group in groups.flatten().filter(|g| g.path().is_dir()) {
+                        let name = group.file_name();
+                        if owner_is_gone(&name.to_string_lossy(), &group.path())
+                            && seen.insert((scope_name.clone(), name.clone()))
+                        {
+                            dead.push(self.group_in_scope(&scope_name, &name));
+                        }
                     }
                 }
+                scopes.push(path);
             }
         }
         kill_and_remove(&dead);
@@ -427,6 +399,15 @@ fn process_start(pid: i32) -> Option<std::time::SystemTime> {
 }
 
 impl Group {
+    fn new(dirs: Vec<(&'static str, PathBuf)>, v2: bool) -> Group {
+        Group {
+            dirs,
+            v2,
+            freezer: None,
+            peak: None,
+        }
+    }
+
     fn dir(&self, controller: &str) -> Option<&Path> {
         if self.v2 {
             return self.dirs.first().map(|(_, d)| d.as_path());
