@@ -108,6 +108,8 @@ pub(crate) struct Instance {
     pub(crate) last_used: Instant,
     /// Stopped by the cgroup freezer while idle.
     pub(crate) frozen: bool,
+    /// Resource counters at the end of the last call.
+    pub(crate) last_usage: Option<kumo_sandbox::Usage>,
 }
 
 /// Why an instance could not be made ready.
@@ -164,6 +166,7 @@ impl Instance {
             frame: Vec::with_capacity(4096),
             last_used: Instant::now(),
             frozen: false,
+            last_usage: None,
         };
 
         let spawned = Instant::now();

@@ -202,7 +202,9 @@ impl Executor {
         };
 
         let busy = Busy::enter(&pool);
-        let before = instance.usage();
+        // The counters as the previous call left them (a new instance's
+        // cgroup starts at zero): no cgroup reads before the call.
+        let before = instance.last_usage.unwrap_or_default();
         if !cold_start {
             instance.reset_peak_memory();
         }
@@ -212,10 +214,11 @@ impl Executor {
             .await;
         drop(busy);
         let after = instance.usage();
+        instance.last_usage = after;
         // A runner that died while its cgroup's OOM killer struck ran out
         // of memory; say so instead of "crashed".
-        if let (CallEnd::Crashed(_), Some(b), Some(a)) = (&end, before, after)
-            && a.oom_kills > b.oom_kills
+        if let (CallEnd::Crashed(_), Some(a)) = (&end, after)
+            && a.oom_kills > before.oom_kills
         {
             end = CallEnd::OutOfMemory(spec.memory_mb);
         }
@@ -236,9 +239,8 @@ impl Executor {
             instance.kill();
         }
         let mut result = outcome(end, logs, started, cold_start, spec.timeout);
-        if let (Some(b), Some(a)) = (before, after) {
-            let base = if cold_start { 0 } else { b.cpu_ns };
-            result.cpu_time = Some(Duration::from_nanos(a.cpu_ns.saturating_sub(base)));
+        if let Some(a) = after {
+            result.cpu_time = Some(Duration::from_nanos(a.cpu_ns.saturating_sub(before.cpu_ns)));
             result.peak_memory_bytes = Some(a.peak_memory_bytes);
         }
         Ok(result)
