@@ -418,6 +418,14 @@ def _on_load(msg):
     code_dir, entrypoint, handler_name = msg.get("code_dir"), msg.get("entrypoint"), msg.get("handler")
     if not (type(code_dir) is str and type(entrypoint) is str and type(handler_name) is str):
         _fatal("load needs string fields code_dir, entrypoint and handler")
+    env = msg.get("env")
+    if env is not None:
+        if type(env) is not dict or not all(type(v) is str for v in env.values()):
+            _fatal("load field env must be an object of strings")
+        for key, value in env.items():
+            if not key or "=" in key or "\0" in key or "\0" in value:
+                _fatal("load field env holds an invalid variable")
+            os.environ[key] = value
     error = None
     try:
         fn = _import_handler(code_dir, entrypoint, handler_name)

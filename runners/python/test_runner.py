@@ -194,6 +194,25 @@ class TestStartAndLoad(RunnerTestCase):
         self.assertEqual(r.recv(), {"type": "loaded"})
         self.assertEqual(r.recv(), {"type": "result", "id": "a", "ok": True, "output": 42})
 
+    def test_load_env_is_set_before_the_module_runs(self):
+        r = self.start({"main.py": "import os\nAT_IMPORT = os.environ.get('GREETING')\n"
+                                   "def handler(event):\n    return [AT_IMPORT, os.environ['KUMO_FUNCTION']]\n"})
+        r.hello()
+        r.send({"type": "load", "code_dir": r.dir, "entrypoint": "main.py", "handler": "handler",
+                "env": {"GREETING": "hi there", "KUMO_FUNCTION": "hello"}})
+        self.assertEqual(r.recv(), {"type": "loaded"})
+        self.assertEqual(self.output(r), ["hi there", "hello"])
+
+    def test_load_env_must_be_strings(self):
+        for env in ([], {"A": 1}, {"": "x"}, {"A=B": "x"}):
+            r = self.start({"main.py": "def handler(event):\n    return 1\n"})
+            r.hello()
+            r.send({"type": "load", "code_dir": r.dir, "entrypoint": "main.py",
+                    "handler": "handler", "env": env})
+            rc, _, err = r.finish()
+            self.assertEqual(rc, 2, env)
+            self.assertIn("kumo-runner: protocol error: load field env", err)
+
     def test_syntax_error(self):
         r = self.start({"main.py": "x = 1\n\ndef f(:\n    pass\n"})
         reply = r.load()

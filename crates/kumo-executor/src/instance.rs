@@ -55,25 +55,42 @@ impl Layout {
         env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
         limits: kumo_sandbox::Limits,
     ) -> kumo_sandbox::Spec {
-        let mut mounts: Vec<(PathBuf, PathBuf)> = config
-            .toolchain
-            .runtime_paths(runtime)
-            .iter()
-            .map(|p| (p.clone(), p.clone()))
-            .collect();
-        mounts.push((
-            config.toolchain.runner_dir.clone(),
-            PathBuf::from(RUNNER_DIR),
-        ));
-        mounts.push((self.host_code_dir.clone(), PathBuf::from(CODE_DIR)));
-        kumo_sandbox::Spec {
-            program,
-            args,
-            env,
-            cwd: self.code_dir.clone(),
-            mounts,
-            limits,
-        }
+        let mut spec = runtime_spec(config, runtime, program, args, env, limits);
+        spec.mounts
+            .push((self.host_code_dir.clone(), PathBuf::from(CODE_DIR)));
+        spec.cwd = self.code_dir.clone();
+        spec
+    }
+}
+
+/// A sandbox spec with the runtime's files and the runner mounted, and
+/// no code yet: its place is a pending mount.
+fn runtime_spec(
+    config: &ExecutorConfig,
+    runtime: kumo_runtimes::Runtime,
+    program: PathBuf,
+    args: Vec<std::ffi::OsString>,
+    env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
+    limits: kumo_sandbox::Limits,
+) -> kumo_sandbox::Spec {
+    let mut mounts: Vec<(PathBuf, PathBuf)> = config
+        .toolchain
+        .runtime_paths(runtime)
+        .iter()
+        .map(|p| (p.clone(), p.clone()))
+        .collect();
+    mounts.push((
+        config.toolchain.runner_dir.clone(),
+        PathBuf::from(RUNNER_DIR),
+    ));
+    kumo_sandbox::Spec {
+        program,
+        args,
+        env,
+        cwd: PathBuf::from("/"),
+        mounts,
+        pending_mount: None,
+        limits,
     }
 }
 
@@ -85,6 +102,29 @@ pub(crate) fn base_env() -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
         ("HOME".into(), "/tmp".into()),
         ("TMPDIR".into(), "/tmp".into()),
     ]
+}
+
+/// The variables Kumo sets for a function, then the function's own.
+fn function_env(spec: &DeploymentSpec) -> Vec<(String, String)> {
+    let mut env = vec![
+        ("KUMO_FUNCTION".to_string(), spec.function_name.clone()),
+        ("KUMO_VERSION".to_string(), spec.version.to_string()),
+        ("KUMO_MEMORY_MB".to_string(), spec.memory_mb.to_string()),
+    ];
+    env.extend(spec.env.iter().cloned());
+    env
+}
+
+/// The sandbox limits of an instance of `spec`.
+fn instance_limits(spec: &DeploymentSpec, config: &ExecutorConfig) -> kumo_sandbox::Limits {
+    kumo_sandbox::Limits {
+        open_files: config.open_files,
+        file_size_bytes: spec.tmp_bytes,
+        memory_bytes: spec.memory_mb * 1024 * 1024,
+        cpu_millicores: spec.cpu_millicores,
+        pids: spec.pids,
+        tmp_bytes: spec.tmp_bytes,
+    }
 }
 
 /// How a call on an instance ended, before it becomes a run record.
@@ -133,31 +173,102 @@ impl Instance {
             .toolchain
             .runner_command(spec.runtime, &layout.runner_dir);
         let mut env = base_env();
-        env.extend([
-            ("KUMO_FUNCTION".into(), spec.function_name.clone().into()),
-            ("KUMO_VERSION".into(), spec.version.to_string().into()),
-            ("KUMO_MEMORY_MB".into(), spec.memory_mb.to_string().into()),
-        ]);
-        env.extend(spec.env.iter().map(|(k, v)| (k.into(), v.into())));
+        env.extend(
+            function_env(spec)
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into())),
+        );
+        let sandbox_spec = layout.spec(
+            config,
+            spec.runtime,
+            program,
+            args,
+            env,
+            instance_limits(spec, config),
+        );
+        let deadline = Instant::now() + config.start_timeout.max(spec.timeout);
+        let mut instance = Instance::launch(config, &sandbox_spec, logs, deadline).await?;
+        let code_dir = layout.code_dir.to_string_lossy();
+        instance
+            .load(
+                Load::new(&code_dir, &spec.entrypoint, &spec.handler),
+                logs,
+                deadline,
+            )
+            .await?;
+        tracing::debug!(function = %spec.function_name, "instance ready");
+        Ok(instance)
+    }
+
+    /// Starts a runner of `runtime` that knows no code yet: it waits, its
+    /// interpreter started, for [`Instance::specialize`].
+    pub(crate) async fn start_generic(
+        runtime: kumo_runtimes::Runtime,
+        config: &ExecutorConfig,
+    ) -> Result<Instance, StartError> {
+        let runner_dir = if config.sandbox.isolation() == kumo_sandbox::Isolation::Namespaces {
+            PathBuf::from(RUNNER_DIR)
+        } else {
+            config.toolchain.runner_dir.clone()
+        };
+        let (program, args) = config.toolchain.runner_command(runtime, &runner_dir);
+        // Generous limits while it waits; the function's own are applied
+        // when it is specialized.
         let limits = kumo_sandbox::Limits {
             open_files: config.open_files,
-            file_size_bytes: spec.tmp_bytes,
-            memory_bytes: spec.memory_mb * 1024 * 1024,
-            cpu_millicores: spec.cpu_millicores,
-            pids: spec.pids,
-            tmp_bytes: spec.tmp_bytes,
+            file_size_bytes: config.max_tmp_bytes,
+            memory_bytes: config.memory_bytes,
+            cpu_millicores: config.cpu_millicores,
+            pids: config.max_pids,
+            tmp_bytes: config.tmp_bytes,
         };
-        let sandbox_spec = layout.spec(config, spec.runtime, program, args, env, limits);
-        let code_dir = layout.code_dir.clone();
+        let mut sandbox_spec = runtime_spec(config, runtime, program, args, base_env(), limits);
+        sandbox_spec.pending_mount = Some(PathBuf::from(CODE_DIR));
+        let mut logs = LogCapture::new(4096);
+        let deadline = Instant::now() + config.start_timeout;
+        Instance::launch(config, &sandbox_spec, &mut logs, deadline).await
+    }
+
+    /// Gives a generic instance its deployment: mounts the code, applies
+    /// the function's limits, and loads the code with the function's
+    /// environment. The instance serves this deployment only, from now on.
+    pub(crate) async fn specialize(
+        &mut self,
+        spec: &DeploymentSpec,
+        config: &ExecutorConfig,
+        logs: &mut LogCapture,
+    ) -> Result<(), StartError> {
+        self.handle
+            .attach(&spec.code_dir, &instance_limits(spec, config))
+            .await
+            .map_err(|e| {
+                self.handle.kill();
+                StartError::Spawn(e.to_string())
+            })?;
+        // Meter the function from here, not the generic start.
+        self.reset_peak_memory();
+        self.last_usage = self.usage();
+        let layout = Layout::new(config, &spec.code_dir);
+        let code_dir = layout.code_dir.to_string_lossy();
+        let env = function_env(spec);
+        let mut load = Load::new(&code_dir, &spec.entrypoint, &spec.handler);
+        load.env = &env;
+        let deadline = Instant::now() + config.start_timeout.max(spec.timeout);
+        self.load(load, logs, deadline).await
+    }
+
+    /// Spawns a runner and waits for its `hello`.
+    async fn launch(
+        config: &ExecutorConfig,
+        sandbox_spec: &kumo_sandbox::Spec,
+        logs: &mut LogCapture,
+        deadline: Instant,
+    ) -> Result<Instance, StartError> {
         let spawn_started = Instant::now();
         let process = config
             .sandbox
-            .spawn(&sandbox_spec)
+            .spawn(sandbox_spec)
             .map_err(|e| StartError::Spawn(e.to_string()))?;
-        tracing::debug!(
-            spawn_ms = spawn_started.elapsed().as_secs_f64() * 1000.0,
-            "instance spawned"
-        );
         let mut instance = Instance {
             handle: process.handle,
             channel: process.channel,
@@ -168,44 +279,40 @@ impl Instance {
             frozen: false,
             last_usage: None,
         };
-
-        let spawned = Instant::now();
-        let deadline = spawned + config.start_timeout.max(spec.timeout);
         match instance.exchange(None, logs, deadline).await {
             Ok(RunnerMessage::Hello { protocol, .. }) if protocol == protocol::PROTOCOL_VERSION => {
-            }
-            Ok(RunnerMessage::Hello { protocol, .. }) => {
-                return Err(instance.fail(format!(
-                    "the runner speaks protocol {protocol}, this host speaks {}",
-                    protocol::PROTOCOL_VERSION
-                )));
-            }
-            Ok(_) => return Err(instance.fail("the runner did not start with 'hello'".into())),
-            Err(end) => return Err(StartError::Load(instance.finish_failed(end, logs).await)),
-        }
-
-        tracing::debug!(
-            hello_ms = spawned.elapsed().as_secs_f64() * 1000.0,
-            "runner said hello"
-        );
-        let code_dir = code_dir.to_string_lossy();
-        let load = protocol::encode(&Load::new(&code_dir, &spec.entrypoint, &spec.handler));
-        match instance.exchange(Some(&load), logs, deadline).await {
-            Ok(RunnerMessage::Loaded) => {
                 tracing::debug!(
-                    function = %spec.function_name,
-                    ready_ms = spawned.elapsed().as_secs_f64() * 1000.0,
-                    "instance ready"
+                    hello_ms = spawn_started.elapsed().as_secs_f64() * 1000.0,
+                    "runner said hello"
                 );
                 Ok(instance)
             }
+            Ok(RunnerMessage::Hello { protocol, .. }) => Err(instance.fail(format!(
+                "the runner speaks protocol {protocol}, this host speaks {}",
+                protocol::PROTOCOL_VERSION
+            ))),
+            Ok(_) => Err(instance.fail("the runner did not start with 'hello'".into())),
+            Err(end) => Err(StartError::Load(instance.finish_failed(end, logs).await)),
+        }
+    }
+
+    /// Sends `load` and waits for the code to be loaded.
+    async fn load(
+        &mut self,
+        load: Load<'_>,
+        logs: &mut LogCapture,
+        deadline: Instant,
+    ) -> Result<(), StartError> {
+        let frame = protocol::encode(&load);
+        match self.exchange(Some(&frame), logs, deadline).await {
+            Ok(RunnerMessage::Loaded) => Ok(()),
             Ok(RunnerMessage::LoadError(error)) => {
-                instance.drain(logs);
-                instance.handle.kill();
+                self.drain(logs);
+                self.handle.kill();
                 Err(StartError::Load(CallEnd::Answered(Err(error))))
             }
-            Ok(_) => Err(instance.fail("the runner answered 'load' with something else".into())),
-            Err(end) => Err(StartError::Load(instance.finish_failed(end, logs).await)),
+            Ok(_) => Err(self.fail("the runner answered 'load' with something else".into())),
+            Err(end) => Err(StartError::Load(self.finish_failed(end, logs).await)),
         }
     }
 

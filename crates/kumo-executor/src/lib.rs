@@ -12,6 +12,7 @@
 
 mod instance;
 mod logs;
+mod prewarm;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -56,10 +57,18 @@ pub struct ExecutorConfig {
     /// Log bytes kept per call.
     pub log_bytes: usize,
     pub open_files: u64,
-    /// Limits of processes that are not instances (the syntax check).
+    /// Limits of processes that are not yet instances of a function (the
+    /// syntax check, pre-warmed generic instances).
     pub tmp_bytes: u64,
     pub cpu_millicores: u64,
     pub pids: u64,
+    pub memory_bytes: u64,
+    /// The largest /tmp and pids a function may ask for: what a generic
+    /// instance starts with, before the function's own limits apply.
+    pub max_tmp_bytes: u64,
+    pub max_pids: u64,
+    /// Generic instances kept ready per runtime; 0 turns pre-warming off.
+    pub prewarm: usize,
 }
 
 /// Everything needed to run one deployment with one set of settings.
@@ -136,6 +145,8 @@ struct Inner {
     shutting_down: AtomicBool,
     in_flight: AtomicUsize,
     idle_changed: tokio::sync::Notify,
+    /// Generic instances per runtime, started ahead of need.
+    prewarmed: Vec<Arc<prewarm::Pool>>,
 }
 
 struct Pool {
@@ -157,8 +168,21 @@ impl Executor {
             shutting_down: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
             idle_changed: tokio::sync::Notify::new(),
+            prewarmed: Runtime::ALL
+                .iter()
+                .map(|r| Arc::new(prewarm::Pool::new(*r)))
+                .collect(),
         });
         tokio::spawn(reap(Arc::downgrade(&inner)));
+        if inner.config.prewarm > 0 {
+            for pool in &inner.prewarmed {
+                tokio::spawn(prewarm::fill(
+                    Arc::downgrade(&inner),
+                    pool.clone(),
+                    inner.config.prewarm,
+                ));
+            }
+        }
         Executor { inner }
     }
 
@@ -192,7 +216,7 @@ impl Executor {
                 instance.thaw();
                 instance
             }
-            None => match Instance::start(spec, &inner.config, &mut logs).await {
+            None => match inner.start_instance(spec, &mut logs).await {
                 Ok(instance) => instance,
                 Err(StartError::Spawn(why)) => return Err(ExecError::Start(why)),
                 Err(StartError::Load(end)) => {
@@ -276,6 +300,11 @@ impl Executor {
                 s.idle + s.busy
             })
             .sum()
+    }
+
+    /// Generic instances ready, over every runtime.
+    pub fn prewarmed(&self) -> usize {
+        self.inner.prewarmed.iter().map(|p| p.len()).sum()
     }
 
     /// Checks a deployment's files before it is accepted: the runtime's
@@ -367,6 +396,9 @@ impl Executor {
         for pool in pools {
             pool.retire();
         }
+        for pool in &inner.prewarmed {
+            pool.clear();
+        }
     }
 }
 
@@ -397,6 +429,35 @@ impl Drop for InFlight<'_> {
 }
 
 impl Inner {
+    fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+
+    /// A new instance of `spec`: a pre-warmed one specialized to it when
+    /// one is ready, else one started from nothing.
+    async fn start_instance(
+        &self,
+        spec: &DeploymentSpec,
+        logs: &mut LogCapture,
+    ) -> Result<Instance, StartError> {
+        let generic = self
+            .prewarmed
+            .iter()
+            .find(|p| p.runtime() == spec.runtime)
+            .and_then(|p| p.take());
+        if let Some(mut instance) = generic {
+            match instance.specialize(spec, &self.config, logs).await {
+                Ok(()) => return Ok(instance),
+                // The code's own failure to load is the call's answer.
+                Err(StartError::Load(end)) => return Err(StartError::Load(end)),
+                Err(StartError::Spawn(why)) => {
+                    tracing::warn!(error = %why, "specializing a pre-warmed instance failed; starting a new one");
+                }
+            }
+        }
+        Instance::start(spec, &self.config, logs).await
+    }
+
     async fn acquire_tenant(
         &self,
         tenant: &str,

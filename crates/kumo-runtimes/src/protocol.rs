@@ -78,6 +78,14 @@ pub struct Load<'a> {
     pub code_dir: &'a str,
     pub entrypoint: &'a str,
     pub handler: &'a str,
+    /// Variables to add to the process environment before the code loads
+    /// (a pre-started runner learns its function's environment this way).
+    #[serde(skip_serializing_if = "<[_]>::is_empty", serialize_with = "env_map")]
+    pub env: &'a [(String, String)],
+}
+
+fn env_map<S: serde::Serializer>(env: &&[(String, String)], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_map(env.iter().map(|(k, v)| (k, v)))
 }
 
 impl<'a> Load<'a> {
@@ -87,6 +95,7 @@ impl<'a> Load<'a> {
             code_dir,
             entrypoint,
             handler,
+            env: &[],
         }
     }
 }

@@ -418,7 +418,8 @@ impl Group {
             .map(|(_, d)| d.as_path())
     }
 
-    fn apply(&self, limits: GroupLimits) -> io::Result<()> {
+    /// Sets the group's limits; also when they change on a running group.
+    pub(crate) fn apply(&self, limits: GroupLimits) -> io::Result<()> {
         if self.v2 {
             let dir = &self.dirs[0].1;
             write(&dir.join("memory.max"), &limits.memory_bytes.to_string())?;
@@ -432,16 +433,16 @@ impl Group {
             return Ok(());
         }
         if let Some(dir) = self.dir("memory") {
-            write(
-                &dir.join("memory.limit_in_bytes"),
-                &limits.memory_bytes.to_string(),
-            )?;
-            // Without swap accounting this file is absent; the limit then
-            // covers memory only, and the host should not swap anyway.
-            let _ = write(
-                &dir.join("memory.memsw.limit_in_bytes"),
-                &limits.memory_bytes.to_string(),
-            );
+            // memory+swap may never be below memory: raising a limit takes
+            // the memsw write first, lowering it the memory write first, so
+            // write memsw on both sides. Without swap accounting the memsw
+            // file is absent; the limit then covers memory only, and the
+            // host should not swap anyway.
+            let memsw = dir.join("memory.memsw.limit_in_bytes");
+            let bytes = limits.memory_bytes.to_string();
+            let _ = write(&memsw, &bytes);
+            write(&dir.join("memory.limit_in_bytes"), &bytes)?;
+            let _ = write(&memsw, &bytes);
             let _ = write(&dir.join("memory.swappiness"), "0");
         }
         if let Some(dir) = self.dir("pids") {

@@ -63,6 +63,25 @@ pub(crate) struct HelperSpec {
     pub(crate) open_files: u64,
     pub(crate) file_size_bytes: u64,
     pub(crate) pids: u64,
+    /// An empty directory made inside at this path, for [`Attach`] to
+    /// mount onto later. When set, the host passed a control socket with
+    /// the spec.
+    pub(crate) pending_mount: Option<PathBuf>,
+}
+
+/// A request on the control socket: bind `source` (a host path) read-only
+/// at the pending mount point and resize `/tmp`. Sent once, while the
+/// program waits.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Attach {
+    pub(crate) source: PathBuf,
+    pub(crate) tmp_bytes: u64,
+}
+
+/// The helper's answer to [`Attach`].
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct AttachReply {
+    pub(crate) error: Option<String>,
 }
 
 /// Entry point of `kumo __sandbox`. Never returns.
@@ -78,8 +97,12 @@ pub fn run_helper() -> ! {
 }
 
 fn helper() -> Result<i32, String> {
-    // fd 0 is the channel; the host wrote the spec on it as the first frame.
-    let spec = read_spec()?;
+    // fd 0 is the channel; the host wrote the spec on it as the first
+    // frame, with the control socket attached when there is one.
+    let (spec, control) = read_spec()?;
+    if spec.pending_mount.is_some() != control.is_some() {
+        return Err("a pending mount needs a control socket, and only it".into());
+    }
 
     // Join the instance's cgroup before anything else is created, so every
     // process of the sandbox is counted and killed with it.
@@ -131,7 +154,13 @@ fn helper() -> Result<i32, String> {
         | CloneFlags::CLONE_NEWUTS
         | CloneFlags::CLONE_NEWCGROUP;
     let mut stack = vec![0u8; 1024 * 1024];
-    let init_cb = Box::new(|| init(&spec, &filters, &go_read));
+    // The init must not hold the helper's own descriptors.
+    let helper_fds: Vec<i32> = [Some(&server), control.as_ref()]
+        .into_iter()
+        .flatten()
+        .map(std::os::fd::AsRawFd::as_raw_fd)
+        .collect();
+    let init_cb = Box::new(|| init(&spec, &filters, &go_read, &helper_fds));
     // SAFETY: this process is single-threaded (it is the helper, started
     // by exec), so the child gets a consistent copy of memory; the
     // callback runs on its own stack and only returns an exit code.
@@ -166,19 +195,53 @@ fn helper() -> Result<i32, String> {
     // The helper must not hold the channel or the log pipes: the host
     // learns that the runner died from their closing.
     release_stdio();
-    watch(child, &server, spec.freezer_procs.as_deref())
+    let late = match (control, &spec.pending_mount) {
+        (Some(control), Some(target)) => Some(LateMount {
+            control,
+            target: target.clone(),
+            namespace: open_mount_namespace(child)?,
+        }),
+        _ => None,
+    };
+    watch(child, &server, spec.freezer_procs.as_deref(), late)
+}
+
+/// What the helper needs to serve an [`Attach`] request.
+struct LateMount {
+    control: OwnedFd,
+    /// The pending mount point, as seen inside.
+    target: PathBuf,
+    /// The sandbox's mount namespace, entered for the attach.
+    namespace: OwnedFd,
 }
 
 /// Waits for the sandbox to end; if the server dies first, kills it (an
-/// idle sandbox is frozen and would otherwise wait forever).
-fn watch(child: Pid, server: &OwnedFd, freezer_procs: Option<&Path>) -> Result<i32, String> {
+/// idle sandbox is frozen and would otherwise wait forever). Serves the
+/// control socket meanwhile.
+fn watch(
+    child: Pid,
+    server: &OwnedFd,
+    freezer_procs: Option<&Path>,
+    mut late: Option<LateMount>,
+) -> Result<i32, String> {
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     let sandbox = pidfd_open(child.as_raw() as u32)?;
+    // Opened now: after an attach this process sees the sandbox's
+    // filesystem, not the host's.
+    let freezer_state = freezer_procs.and_then(|procs| {
+        fs::OpenOptions::new()
+            .write(true)
+            .open(procs.with_file_name("freezer.state"))
+            .ok()
+    });
     loop {
-        let mut fds = [
+        let mut fds = vec![
             PollFd::new(sandbox.as_fd(), PollFlags::POLLIN),
             PollFd::new(server.as_fd(), PollFlags::POLLIN),
         ];
+        if let Some(late) = &late {
+            fds.push(PollFd::new(late.control.as_fd(), PollFlags::POLLIN));
+        }
         match poll(&mut fds, PollTimeout::NONE) {
             Ok(_) => {}
             Err(nix::errno::Errno::EINTR) => continue,
@@ -186,9 +249,19 @@ fn watch(child: Pid, server: &OwnedFd, freezer_procs: Option<&Path>) -> Result<i
         }
         let server_gone = fds[1].revents().is_some_and(|r| !r.is_empty());
         let sandbox_done = fds[0].revents().is_some_and(|r| !r.is_empty());
+        let control_ready = fds
+            .get(2)
+            .is_some_and(|fd| fd.revents().is_some_and(|r| !r.is_empty()));
+        drop(fds);
+        if control_ready && !server_gone && !sandbox_done {
+            let keep = late.as_ref().is_some_and(serve_control);
+            if !keep {
+                late = None;
+            }
+        }
         if server_gone && !sandbox_done {
-            if let Some(procs) = freezer_procs {
-                let _ = fs::write(procs.with_file_name("freezer.state"), "THAWED");
+            if let Some(mut state) = freezer_state.as_ref() {
+                let _ = state.write_all(b"THAWED");
             }
             // Pid 1 of the namespace: its death takes everything with it.
             let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
@@ -218,38 +291,232 @@ fn pidfd_open(pid: u32) -> Result<OwnedFd, String> {
     // SAFETY: the kernel just returned this descriptor; nothing else owns it.
     let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
     // Keep it clear of the low descriptors the helper rearranges.
-    let high = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(10))
-        .map_err(|e| format!("dup of a pidfd: {e}"))?;
-    // SAFETY: F_DUPFD_CLOEXEC returned a new descriptor that we now own.
-    Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(high) })
+    move_high(&fd)
 }
 
 /// Reads the spec frame from fd 0, unbuffered: nothing past the frame
-/// may be consumed, it belongs to the runner.
-fn read_spec() -> Result<HelperSpec, String> {
+/// may be consumed, it belongs to the runner. A descriptor sent with the
+/// frame is the control socket.
+fn read_spec() -> Result<(HelperSpec, Option<OwnedFd>), String> {
     let stdin = std::io::stdin();
     let fd = stdin.as_fd();
-    let read_exact = |buf: &mut [u8]| -> Result<(), String> {
-        let mut done = 0;
-        while done < buf.len() {
-            match nix::unistd::read(fd, &mut buf[done..]) {
-                Ok(0) => return Err("the host closed the channel before sending the spec".into()),
-                Ok(n) => done += n,
-                Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => return Err(format!("reading the sandbox spec: {e}")),
-            }
-        }
-        Ok(())
-    };
     let mut len = [0u8; 4];
-    read_exact(&mut len)?;
+    let (got, control) = recv_with_fd(fd, &mut len)?;
+    if got == 0 {
+        return Err("the host closed the channel before sending the spec".into());
+    }
+    read_exact(fd, &mut len[got..])?;
     let len = u32::from_be_bytes(len) as usize;
     if len > 4 * 1024 * 1024 {
         return Err(format!("sandbox spec of {len} bytes is too large"));
     }
     let mut body = vec![0u8; len];
-    read_exact(&mut body)?;
-    serde_json::from_slice(&body).map_err(|e| format!("parsing the sandbox spec: {e}"))
+    read_exact(fd, &mut body)?;
+    let spec =
+        serde_json::from_slice(&body).map_err(|e| format!("parsing the sandbox spec: {e}"))?;
+    // Keep it clear of the low descriptors the helper rearranges.
+    let control = control.map(|c| move_high(&c)).transpose()?;
+    Ok((spec, control))
+}
+
+/// One `recvmsg` into `buf`, taking at most one descriptor sent with it.
+fn recv_with_fd(
+    fd: std::os::fd::BorrowedFd<'_>,
+    buf: &mut [u8],
+) -> Result<(usize, Option<OwnedFd>), String> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+    loop {
+        let mut iov = [std::io::IoSliceMut::new(buf)];
+        let mut space = nix::cmsg_space!([RawFd; 1]);
+        let msg = match recvmsg::<()>(
+            fd.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Ok(msg) => msg,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(format!("reading the sandbox spec: {e}")),
+        };
+        let mut control = None;
+        for cmsg in msg
+            .cmsgs()
+            .map_err(|e| format!("reading the sandbox spec: {e}"))?
+        {
+            if let ControlMessageOwned::ScmRights(fds) = cmsg {
+                for raw in fds {
+                    // SAFETY: the kernel just installed this descriptor in
+                    // this process; nothing else owns it.
+                    let owned = unsafe { OwnedFd::from_raw_fd(raw) };
+                    if control.is_none() {
+                        control = Some(owned);
+                    }
+                }
+            }
+        }
+        return Ok((msg.bytes, control));
+    }
+}
+
+fn read_exact(fd: std::os::fd::BorrowedFd<'_>, buf: &mut [u8]) -> Result<(), String> {
+    let mut done = 0;
+    while done < buf.len() {
+        match nix::unistd::read(fd, &mut buf[done..]) {
+            Ok(0) => return Err("the host closed the channel in the middle of a frame".into()),
+            Ok(n) => done += n,
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(format!("reading a frame: {e}")),
+        }
+    }
+    Ok(())
+}
+
+fn write_all(fd: std::os::fd::BorrowedFd<'_>, mut buf: &[u8]) -> Result<(), String> {
+    while !buf.is_empty() {
+        match nix::unistd::write(fd, buf) {
+            Ok(n) => buf = &buf[n..],
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(format!("writing a frame: {e}")),
+        }
+    }
+    Ok(())
+}
+
+/// A close-on-exec duplicate numbered 10 or more.
+fn move_high(fd: &OwnedFd) -> Result<OwnedFd, String> {
+    let high = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(10))
+        .map_err(|e| format!("dup: {e}"))?;
+    // SAFETY: F_DUPFD_CLOEXEC returned a new descriptor that we now own.
+    Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(high) })
+}
+
+/// Serves one request on the control socket. Returns whether to keep
+/// listening: an attach happens once, and a closed socket is done.
+fn serve_control(late: &LateMount) -> bool {
+    let fd = late.control.as_fd();
+    let mut len = [0u8; 4];
+    match nix::unistd::read(fd, &mut len[..1]) {
+        Ok(1) => {}
+        Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => return true,
+        _ => return false,
+    }
+    let request = read_exact(fd, &mut len[1..]).and_then(|()| {
+        let len = u32::from_be_bytes(len) as usize;
+        if len > 64 * 1024 {
+            return Err(format!("a control request of {len} bytes is too large"));
+        }
+        let mut body = vec![0u8; len];
+        read_exact(fd, &mut body)?;
+        serde_json::from_slice::<Attach>(&body)
+            .map_err(|e| format!("parsing a control request: {e}"))
+    });
+    let reply = AttachReply {
+        error: request.and_then(|attach| attach_mount(late, &attach)).err(),
+    };
+    let body = serde_json::to_vec(&reply).unwrap_or_default();
+    let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&body);
+    let _ = write_all(fd, &frame);
+    false
+}
+
+/// Opens the mount namespace of `child`, to enter it later.
+fn open_mount_namespace(child: Pid) -> Result<OwnedFd, String> {
+    let file = fs::File::open(format!("/proc/{child}/ns/mnt"))
+        .map_err(|e| format!("opening the sandbox's mount namespace: {e}"))?;
+    move_high(&OwnedFd::from(file))
+}
+
+/// Binds `attach.source` read-only at the pending mount point inside the
+/// running sandbox, and resizes its `/tmp`.
+///
+/// The bind is cloned here, where host paths are visible, as a detached
+/// mount (`open_tree`); this process then enters the sandbox's mount
+/// namespace (it is privileged over the sandbox's user namespace) and
+/// attaches the mount there (`move_mount`). The sandbox's processes have
+/// no capabilities and no mount system calls, so they can neither undo
+/// nor change it.
+fn attach_mount(late: &LateMount, attach: &Attach) -> Result<(), String> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let source = CString::new(attach.source.as_os_str().as_encoded_bytes())
+        .map_err(|_| "the attach source holds NUL".to_string())?;
+    let target = CString::new(late.target.as_os_str().as_encoded_bytes())
+        .map_err(|_| "the pending mount point holds NUL".to_string())?;
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    // SAFETY: open_tree reads a NUL-terminated path and returns a new fd.
+    let tree = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            source.as_ptr(),
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint,
+        )
+    };
+    if tree < 0 {
+        return Err(format!(
+            "open_tree({}): {}",
+            attach.source.display(),
+            std::io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: the kernel just returned this descriptor; nothing else owns it.
+    let tree = unsafe { OwnedFd::from_raw_fd(tree as i32) };
+    let attr = libc::mount_attr {
+        attr_set: libc::MOUNT_ATTR_RDONLY | libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NODEV,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: mount_setattr reads `attr`, which lives across the call, and
+    // an empty NUL-terminated path.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            &attr as *const libc::mount_attr,
+            std::mem::size_of::<libc::mount_attr>(),
+        )
+    };
+    if rc < 0 {
+        return Err(format!(
+            "mount_setattr: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    nix::sched::setns(&late.namespace, CloneFlags::CLONE_NEWNS)
+        .map_err(|e| format!("entering the sandbox's mount namespace: {e}"))?;
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+    // SAFETY: move_mount reads two NUL-terminated paths; `tree` is a
+    // detached mount this process owns.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            target.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    if rc < 0 {
+        return Err(format!(
+            "move_mount onto {}: {}",
+            late.target.display(),
+            std::io::Error::last_os_error()
+        ));
+    }
+    // The tmpfs is shared with the helper's view; its size is the
+    // superblock's, so a remount here resizes the sandbox's /tmp.
+    mnt(
+        None,
+        Path::new("/tmp"),
+        None,
+        MsFlags::MS_REMOUNT | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some(&format!("size={}", attach.tmp_bytes.max(4096))),
+    )
 }
 
 /// Points fds 0–2 at /dev/null and closes fd 3.
@@ -274,7 +541,19 @@ fn release_stdio() {
 }
 
 /// Pid 1 of the sandbox. Returns its exit code.
-fn init(spec: &HelperSpec, filters: &[seccompiler::BpfProgram], go: &OwnedFd) -> isize {
+fn init(
+    spec: &HelperSpec,
+    filters: &[seccompiler::BpfProgram],
+    go: &OwnedFd,
+    helper_fds: &[i32],
+) -> isize {
+    for fd in helper_fds {
+        // SAFETY: these descriptors are the helper's; this process (a
+        // copy) owns no Rust object for them and never uses them.
+        unsafe {
+            libc::close(*fd);
+        }
+    }
     match init_inner(spec, filters, go) {
         Ok(code) => code as isize,
         Err(e) => {
@@ -449,6 +728,10 @@ fn build_root(spec: &HelperSpec) -> Result<(), String> {
         if dest.symlink_metadata().is_err() {
             symlink(target, &dest).map_err(|e| format!("symlink {}: {e}", dest.display()))?;
         }
+    }
+
+    if let Some(pending) = &spec.pending_mount {
+        make_target(&inside(root, pending), true)?;
     }
 
     // /etc: just enough for name lookups of the sandbox itself.

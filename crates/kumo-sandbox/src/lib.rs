@@ -84,6 +84,10 @@ pub struct Spec {
     pub cwd: PathBuf,
     /// Host paths visible read-only inside: source → path inside.
     pub mounts: Vec<(PathBuf, PathBuf)>,
+    /// A path inside left as an empty directory, for [`Handle::attach`]
+    /// to bind a host directory onto once the program is running (how a
+    /// pre-started process is given its files).
+    pub pending_mount: Option<PathBuf>,
     pub limits: Limits,
 }
 
@@ -130,6 +134,8 @@ pub enum SandboxError {
     Cgroup(#[source] io::Error),
     #[error("passing the sandbox spec failed: {0}")]
     Spec(String),
+    #[error("attaching files to a running sandbox failed: {0}")]
+    Attach(String),
     #[error(
         "this host cannot run sandboxes: {0}; fix it, or start with --isolation process on a development machine"
     )]
@@ -205,27 +211,31 @@ impl Sandbox {
         let (stderr_read, stderr_write) =
             nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(SandboxError::Pipe)?;
 
+        let mut control = None;
         let (mut command, group, _channel_copy) = match (&self.cgroups, self.config.isolation) {
             (Some(cgroups), Isolation::Namespaces) => {
                 let n = self.counter.fetch_add(1, Ordering::Relaxed);
                 let id = format!("i{}-{n}", std::process::id());
                 let group = cgroups
-                    .create(
-                        &id,
-                        cgroup::GroupLimits {
-                            memory_bytes: spec.limits.memory_bytes,
-                            cpu_quota_us: (spec.limits.cpu_millicores * 100).max(1000),
-                            // The helper and init count too.
-                            pids: spec.limits.pids + 2,
-                        },
-                    )
+                    .create(&id, group_limits(&spec.limits))
                     .map_err(SandboxError::Cgroup)?;
                 // The spec goes ahead of everything else on the channel; the
                 // helper reads it from fd 0 before the runner exists. With
                 // no code to run between fork and exec, the helper starts
                 // through posix_spawn (vfork): no copy of the server's
                 // page tables on the way to every cold start.
-                if let Err(e) = self.send_spec(&host_end, spec, n, &group) {
+                // A pending mount is attached later by the helper, which
+                // listens for it on a socket of its own, passed with the spec.
+                let control_child = match &spec.pending_mount {
+                    Some(_) => {
+                        let (host, child) =
+                            StdUnixStream::pair().map_err(SandboxError::Socketpair)?;
+                        control = Some(host);
+                        Some(child)
+                    }
+                    None => None,
+                };
+                if let Err(e) = self.send_spec(&host_end, spec, n, &group, control_child) {
                     group.remove();
                     return Err(e);
                 }
@@ -278,11 +288,21 @@ impl Sandbox {
         drop(command);
         // From here on, dropping the handle (on any error below) kills the
         // process and removes its cgroup.
+        let control = match control {
+            Some(stream) => {
+                stream
+                    .set_nonblocking(true)
+                    .map_err(SandboxError::Register)?;
+                Some(tokio::net::UnixStream::from_std(stream).map_err(SandboxError::Register)?)
+            }
+            None => None,
+        };
         let handle = Handle {
             pid: child.id().unwrap_or_default(),
             child: Some(child),
             killed: false,
             group,
+            control,
         };
         host_end
             .set_nonblocking(true)
@@ -306,6 +326,7 @@ impl Sandbox {
         spec: &Spec,
         n: u64,
         group: &cgroup::Group,
+        control: Option<StdUnixStream>,
     ) -> Result<(), SandboxError> {
         let helper_spec = helper::HelperSpec {
             program: spec.program.clone(),
@@ -339,6 +360,7 @@ impl Sandbox {
             open_files: spec.limits.open_files,
             file_size_bytes: spec.limits.file_size_bytes,
             pids: spec.limits.pids,
+            pending_mount: spec.pending_mount.clone(),
         };
         let mut frame = vec![0u8; 4];
         serde_json::to_writer(&mut frame, &helper_spec)
@@ -355,10 +377,34 @@ impl Sandbox {
             )));
         }
         // The socket is still blocking and its buffer far larger than a
-        // spec, so this completes at once.
+        // spec, so this completes at once. The control socket rides on the
+        // first bytes.
+        let mut sent = 0;
+        if let Some(control) = &control {
+            use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+            let fds = [control.as_raw_fd()];
+            sent = sendmsg::<()>(
+                channel.as_raw_fd(),
+                &[io::IoSlice::new(&frame)],
+                &[ControlMessage::ScmRights(&fds)],
+                MsgFlags::empty(),
+                None,
+            )
+            .map_err(|e| SandboxError::Spec(e.to_string()))?;
+        }
         (&*channel)
-            .write_all(&frame)
+            .write_all(&frame[sent..])
             .map_err(|e| SandboxError::Spec(e.to_string()))
+    }
+}
+
+/// The cgroup limits of an instance.
+fn group_limits(limits: &Limits) -> cgroup::GroupLimits {
+    cgroup::GroupLimits {
+        memory_bytes: limits.memory_bytes,
+        cpu_quota_us: (limits.cpu_millicores * 100).max(1000),
+        // The helper and init count too.
+        pids: limits.pids + 2,
     }
 }
 
@@ -468,9 +514,64 @@ pub struct Handle {
     child: Option<tokio::process::Child>,
     killed: bool,
     group: Option<Arc<cgroup::Group>>,
+    /// The helper's control socket, while a pending mount waits.
+    control: Option<tokio::net::UnixStream>,
 }
 
 impl Handle {
+    /// Binds `source` read-only at the spec's pending mount point and
+    /// applies `limits` (memory, CPU, pids, /tmp size; descriptor and
+    /// file-size rlimits stay as started). Once per process; in process
+    /// mode there is nothing to mount and the limits stay as started.
+    pub async fn attach(&mut self, source: &Path, limits: &Limits) -> Result<(), SandboxError> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        if self.config_is_process() {
+            return Ok(());
+        }
+        let mut control = self
+            .control
+            .take()
+            .ok_or_else(|| SandboxError::Attach("no pending mount, or attached already".into()))?;
+        let request = helper::Attach {
+            source: source.to_path_buf(),
+            tmp_bytes: limits.tmp_bytes,
+        };
+        let body = serde_json::to_vec(&request).map_err(|e| SandboxError::Attach(e.to_string()))?;
+        let mut frame = u32::try_from(body.len())
+            .map_err(|_| SandboxError::Attach("request too large".into()))?
+            .to_be_bytes()
+            .to_vec();
+        frame.extend_from_slice(&body);
+        let exchange = async {
+            control.write_all(&frame).await?;
+            let mut len = [0u8; 4];
+            control.read_exact(&mut len).await?;
+            let len = u32::from_be_bytes(len) as usize;
+            if len > 64 * 1024 {
+                return Err(io::Error::other("oversized reply"));
+            }
+            let mut body = vec![0u8; len];
+            control.read_exact(&mut body).await?;
+            serde_json::from_slice::<helper::AttachReply>(&body).map_err(io::Error::other)
+        };
+        let reply = exchange
+            .await
+            .map_err(|e| SandboxError::Attach(format!("talking to the sandbox helper: {e}")))?;
+        if let Some(error) = reply.error {
+            return Err(SandboxError::Attach(error));
+        }
+        if let Some(group) = &self.group {
+            group
+                .apply(group_limits(limits))
+                .map_err(|e| SandboxError::Attach(format!("applying the limits: {e}")))?;
+        }
+        Ok(())
+    }
+
+    fn config_is_process(&self) -> bool {
+        self.group.is_none()
+    }
+
     /// The process id of the process (the helper, in namespace mode).
     pub fn pid(&self) -> u32 {
         self.pid

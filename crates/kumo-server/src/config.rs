@@ -20,6 +20,8 @@ pub const DEFAULT_MAX_QUEUE: usize = 100;
 pub const DEFAULT_DRAIN_TIMEOUT_MS: u64 = 30_000;
 /// Concurrent calls per user, over all their functions.
 pub const DEFAULT_TENANT_CONCURRENCY: usize = 100;
+/// Generic instances kept ready per runtime, for cold starts.
+pub const DEFAULT_PREWARM: usize = 2;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -41,6 +43,8 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// How instances are confined; `Process` is for development only.
     pub isolation: Isolation,
+    /// Generic instances kept ready per runtime; 0 turns pre-warming off.
+    pub prewarm: usize,
     pub limits: Limits,
 }
 
@@ -58,6 +62,7 @@ impl Default for Config {
             tenant_concurrency: DEFAULT_TENANT_CONCURRENCY,
             drain_timeout: Duration::from_millis(DEFAULT_DRAIN_TIMEOUT_MS),
             isolation: Isolation::Namespaces,
+            prewarm: DEFAULT_PREWARM,
             limits: Limits::default(),
         }
     }

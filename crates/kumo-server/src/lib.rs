@@ -146,6 +146,10 @@ pub async fn serve(
         tmp_bytes: config.limits.tmp_bytes,
         cpu_millicores: config.limits.cpu_millicores,
         pids: config.limits.pids,
+        memory_bytes: config.limits.memory_mb * 1024 * 1024,
+        max_tmp_bytes: config.limits.max_tmp_bytes,
+        max_pids: config.limits.max_pids,
+        prewarm: config.prewarm,
     });
     let (recorder, recorder_task) = recorder::Recorder::start(store.clone());
     let public_url = config

@@ -70,6 +70,10 @@ struct ServeArgs {
     /// their own, up to 1024).
     #[arg(long, env = "KUMO_TMP_MB")]
     tmp_mb: Option<u64>,
+    /// Sandboxes kept started and waiting per runtime, so a cold start
+    /// only has to load the function's code (0: start each from nothing).
+    #[arg(long, default_value_t = config::DEFAULT_PREWARM, env = "KUMO_PREWARM")]
+    prewarm: usize,
 }
 
 fn parse_isolation(s: &str) -> Result<config::Isolation, String> {
@@ -123,6 +127,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         queue_timeout: Duration::from_millis(args.queue_timeout_ms),
         drain_timeout: Duration::from_millis(args.drain_timeout_ms),
         isolation: args.isolation,
+        prewarm: args.prewarm.min(64),
         limits,
         ..defaults
     };

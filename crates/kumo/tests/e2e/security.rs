@@ -1178,7 +1178,7 @@ async fn item_13_fork_bomb_is_contained() {
         let mut peak_procs = 0;
         for n in 1..=10 {
             tokio::time::sleep(Duration::from_millis(150)).await;
-            peak_procs = peak_procs.max(host.descendants().len());
+            peak_procs = peak_procs.max(host.instance_processes().len());
             let t = Instant::now();
             let run = server.invoke("bystander", "ping", json!({"n": n})).await;
             latencies.push(t.elapsed());
@@ -1219,7 +1219,7 @@ async fn item_13_fork_bomb_is_contained() {
     wait_for(
         "the fork bomb's processes to be gone",
         Duration::from_secs(10),
-        async || (host.descendants().len() <= 3).then_some(()),
+        async || (host.instance_processes().len() <= 3).then_some(()),
     )
     .await;
     let next = server
@@ -1545,17 +1545,17 @@ async fn item_18_background_processes_die_with_the_instance() {
         strings(&run["output"]["procs"]).len() >= 4,
         "init, runner, daemon, subprocess: {run}"
     );
-    let during = host.descendants().len();
+    let during = host.instance_processes().len();
     assert!(
-        during >= 5,
-        "the host sees the instance's processes: {during}"
+        during >= 4,
+        "the host sees the instance's processes (init, runner, daemon, subprocess): {during}"
     );
 
     // Scale to zero: every process of the instance is gone from the host.
     wait_for(
         "the idle instance and its daemons to be gone",
         Duration::from_secs(10),
-        async || host.descendants().is_empty().then_some(()),
+        async || host.instance_processes().is_empty().then_some(()),
     )
     .await;
     let next = server.invoke("sec", "daemon", json!({})).await;
@@ -2218,7 +2218,7 @@ async fn combined_stress_leaves_a_bystander_answering() {
     wait_for(
         "the bombs' processes to be gone",
         Duration::from_secs(10),
-        async || (host.descendants().len() <= 9).then_some(()),
+        async || (host.instance_processes().len() <= 9).then_some(()),
     )
     .await;
 }
@@ -2435,6 +2435,21 @@ impl HostView {
             }
         }
         found
+    }
+
+    /// The processes of functions' instances: descendants that see a
+    /// deployment mounted at /code. Pre-warmed sandboxes, which have no
+    /// code yet, are left out.
+    fn instance_processes(&self) -> Vec<i32> {
+        self.descendants()
+            .into_iter()
+            .filter(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).is_ok_and(|info| {
+                    info.lines()
+                        .any(|line| line.split(' ').nth(4) == Some("/code"))
+                })
+            })
+            .collect()
     }
 }
 
