@@ -36,6 +36,12 @@ pub(crate) struct GroupLimits {
 #[derive(Debug)]
 pub(crate) struct Manager {
     layout: Layout,
+    /// v1: an empty group kept frozen for the server's life. The kernel
+    /// patches its code on every CPU whenever the number of frozen v1
+    /// groups goes from 0 to 1 or back (the `freezer_active` static key);
+    /// with this group frozen, freezing and thawing an instance after each
+    /// call never does.
+    pin: Option<Group>,
 }
 
 /// One instance's group (in every hierarchy on v1).
@@ -48,15 +54,33 @@ pub(crate) struct Group {
     freezer: Option<fs::File>,
     /// `memory.peak` opened read-write (v2), for per-call peaks.
     peak: Option<fs::File>,
+    /// The usage files read after every call, kept open.
+    counters: Counters,
+}
+
+/// Open descriptors of the files read after every call: a read through
+/// them skips the path lookups in the cgroup filesystem.
+#[derive(Debug, Default)]
+struct Counters {
+    /// `cpuacct.usage` (v1) or `cpu.stat` (v2).
+    cpu: Option<fs::File>,
+    /// `memory.max_usage_in_bytes` (v1), read-write for the reset.
+    max_usage: Option<fs::File>,
+    /// `memory.oom_control` (v1) or `memory.events` (v2).
+    oom: Option<fs::File>,
+}
+
+/// The whole (small) content of a cgroup file, read from its start.
+fn read_file_at_start(file: &fs::File) -> Option<String> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = [0u8; 4096];
+    let n = file.read_at(&mut buf, 0).ok()?;
+    std::str::from_utf8(&buf[..n]).ok().map(str::to_string)
 }
 
 fn write(path: &Path, value: &str) -> io::Result<()> {
     let mut file = fs::OpenOptions::new().write(true).open(path)?;
     file.write_all(value.as_bytes())
-}
-
-fn read_u64(path: &Path) -> Option<u64> {
-    fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
 /// The path of this process's group in `controller` (v1) or the unified one.
@@ -100,6 +124,7 @@ impl Manager {
             write(&base.join("cgroup.subtree_control"), "+memory +pids +cpu")?;
             let manager = Manager {
                 layout: Layout::V2 { base },
+                pin: None,
             };
             manager.clean_orphans();
             manager.clean_other_scopes();
@@ -125,11 +150,22 @@ impl Manager {
             }
             bases.push((*controller, base));
         }
-        let manager = Manager {
+        let mut manager = Manager {
             layout: Layout::V1 { bases },
+            pin: None,
         };
         manager.clean_orphans();
         manager.clean_other_scopes();
+        let pin = manager.create(
+            &format!("i{}-pin", std::process::id()),
+            GroupLimits {
+                memory_bytes: 1024 * 1024,
+                cpu_quota_us: 1000,
+                pids: 1,
+            },
+        )?;
+        pin.set_frozen(true)?;
+        manager.pin = Some(pin);
         Ok(manager)
     }
 
@@ -185,6 +221,7 @@ impl Manager {
                 .open(group.dirs[0].1.join("memory.peak"))
                 .ok();
         }
+        group.open_counters();
         Ok(group)
     }
 
@@ -405,7 +442,32 @@ impl Group {
             v2,
             freezer: None,
             peak: None,
+            counters: Counters::default(),
         }
+    }
+
+    /// Opens the files read after every call.
+    fn open_counters(&mut self) {
+        let open = |dir: Option<&Path>, file: &str, write: bool| {
+            fs::OpenOptions::new()
+                .read(true)
+                .write(write)
+                .open(dir?.join(file))
+                .ok()
+        };
+        self.counters = if self.v2 {
+            Counters {
+                cpu: open(self.dir("cpu"), "cpu.stat", false),
+                max_usage: None,
+                oom: open(self.dir("memory"), "memory.events", false),
+            }
+        } else {
+            Counters {
+                cpu: open(self.dir("cpuacct"), "cpuacct.usage", false),
+                max_usage: open(self.dir("memory"), "memory.max_usage_in_bytes", true),
+                oom: open(self.dir("memory"), "memory.oom_control", false),
+            }
+        };
     }
 
     fn dir(&self, controller: &str) -> Option<&Path> {
@@ -547,68 +609,50 @@ impl Group {
 
     /// CPU time used so far, in nanoseconds.
     pub(crate) fn cpu_ns(&self) -> u64 {
+        let Some(text) = self.counters.cpu.as_ref().and_then(read_file_at_start) else {
+            return 0;
+        };
         if self.v2 {
-            let text = fs::read_to_string(self.dirs[0].1.join("cpu.stat")).unwrap_or_default();
             return text
                 .lines()
                 .find_map(|l| l.strip_prefix("usage_usec "))
                 .and_then(|v| v.trim().parse::<u64>().ok())
                 .map_or(0, |us| us * 1000);
         }
-        self.dir("cpuacct")
-            .and_then(|d| read_u64(&d.join("cpuacct.usage")))
-            .unwrap_or(0)
+        text.trim().parse().unwrap_or(0)
     }
 
     /// Peak memory since the last [`Group::reset_peak`], in bytes.
     pub(crate) fn peak_memory(&self) -> u64 {
-        if let Some(peak) = &self.peak {
-            // v2: read through the descriptor the reset was written to.
-            use std::os::unix::fs::FileExt;
-            let mut buf = [0u8; 32];
-            return peak
-                .read_at(&mut buf, 0)
-                .ok()
-                .and_then(|n| std::str::from_utf8(&buf[..n]).ok()?.trim().parse().ok())
-                .unwrap_or(0);
-        }
-        if self.v2 {
-            return read_u64(&self.dirs[0].1.join("memory.peak")).unwrap_or(0);
-        }
-        self.dir("memory")
-            .and_then(|d| read_u64(&d.join("memory.max_usage_in_bytes")))
+        // v2: read through the descriptor the reset was written to.
+        let file = self.peak.as_ref().or(self.counters.max_usage.as_ref());
+        file.and_then(read_file_at_start)
+            .and_then(|text| text.trim().parse().ok())
             .unwrap_or(0)
     }
 
     pub(crate) fn reset_peak(&self) {
-        if let Some(peak) = &self.peak {
-            // v2 (kernel 6.12+): a reset holds for the descriptor it was
-            // written through, which `peak_memory` reads.
-            let _ = (&*peak).write_all(b"reset");
-            return;
-        }
-        if !self.v2
-            && let Some(dir) = self.dir("memory")
-        {
-            let _ = write(&dir.join("memory.max_usage_in_bytes"), "0");
-        }
+        // v2 (kernel 6.12+): a reset holds for the descriptor it was
+        // written through, which `peak_memory` reads. v1: any write of 0.
+        let (file, value): (_, &[u8]) = match (&self.peak, &self.counters.max_usage) {
+            (Some(peak), _) => (peak, b"reset"),
+            (None, Some(max_usage)) => (max_usage, b"0"),
+            (None, None) => return,
+        };
+        let _ = (&*file).write_all(value);
     }
 
     /// How many times the OOM killer struck in this group.
     pub(crate) fn oom_kills(&self) -> u64 {
-        let (file, key) = if self.v2 {
-            ("memory.events", "oom_kill ")
-        } else {
-            ("memory.oom_control", "oom_kill ")
-        };
-        let Some(dir) = self.dir("memory") else {
-            return 0;
-        };
-        fs::read_to_string(dir.join(file))
-            .unwrap_or_default()
-            .lines()
-            .find_map(|l| l.strip_prefix(key))
-            .and_then(|v| v.trim().parse().ok())
+        self.counters
+            .oom
+            .as_ref()
+            .and_then(read_file_at_start)
+            .and_then(|text| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix("oom_kill "))
+                    .and_then(|v| v.trim().parse().ok())
+            })
             .unwrap_or(0)
     }
 }

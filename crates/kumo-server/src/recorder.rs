@@ -1,8 +1,11 @@
 //! Writes run records off the hot path, in batches.
 //!
 //! Calls hand their record to a channel and go on; one task drains it and
-//! writes whatever has gathered in one transaction. Under light load a
-//! record lands within milliseconds; under heavy load batches grow. The
+//! writes whatever has gathered in one transaction, after waiting a few
+//! milliseconds for more to gather (at thousands of calls a second, one
+//! transaction per call would cost more than the calls). A record lands
+//! within milliseconds; someone waiting on [`Recorder::flush`] cuts the
+//! wait short. The
 //! channel is bounded, so a stalled database slows calls down rather than
 //! growing memory without end; no accepted record is dropped.
 
@@ -11,6 +14,8 @@ use tokio::sync::{mpsc, oneshot};
 
 const QUEUE: usize = 16 * 1024;
 const BATCH: usize = 512;
+/// How long a batch waits for more records before it is written.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(5);
 
 enum Message {
     Record(Box<InvocationRow>),
@@ -51,6 +56,19 @@ async fn write_loop(store: Store, mut rx: mpsc::Receiver<Message>) {
         if rx.recv_many(&mut messages, BATCH).await == 0 {
             return;
         }
+        let deadline = tokio::time::Instant::now() + LINGER;
+        let mut closed = false;
+        while messages.len() < BATCH && !messages.iter().any(Message::is_flush) {
+            let room = BATCH - messages.len();
+            match tokio::time::timeout_at(deadline, rx.recv_many(&mut messages, room)).await {
+                Ok(0) => {
+                    closed = true;
+                    break;
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
         let mut flushes = Vec::new();
         for message in messages.drain(..) {
             match message {
@@ -65,6 +83,15 @@ async fn write_loop(store: Store, mut rx: mpsc::Receiver<Message>) {
         for done in flushes {
             let _ = done.send(());
         }
+        if closed {
+            return;
+        }
+    }
+}
+
+impl Message {
+    fn is_flush(&self) -> bool {
+        matches!(self, Message::Flush(_))
     }
 }
 
