@@ -146,6 +146,8 @@ pub(crate) struct Instance {
     stderr: Option<Receiver>,
     frame: Vec<u8>,
     pub(crate) last_used: Instant,
+    /// When the reaper stops it if it is still idle.
+    pub(crate) expires_at: Instant,
     /// Stopped by the cgroup freezer while idle.
     pub(crate) frozen: bool,
     /// Resource counters at the end of the last call.
@@ -238,6 +240,7 @@ impl Instance {
         config: &ExecutorConfig,
         logs: &mut LogCapture,
     ) -> Result<(), StartError> {
+        let started = Instant::now();
         self.handle
             .attach(&spec.code_dir, &instance_limits(spec, config))
             .await
@@ -245,6 +248,7 @@ impl Instance {
                 self.handle.kill();
                 StartError::Spawn(e.to_string())
             })?;
+        let attached = started.elapsed();
         // Meter the function from here, not the generic start.
         self.reset_peak_memory();
         self.last_usage = self.usage();
@@ -254,7 +258,14 @@ impl Instance {
         let mut load = Load::new(&code_dir, &spec.entrypoint, &spec.handler);
         load.env = &env;
         let deadline = Instant::now() + config.start_timeout.max(spec.timeout);
-        self.load(load, logs, deadline).await
+        self.load(load, logs, deadline).await?;
+        tracing::debug!(
+            function = %spec.function_name,
+            attach_ms = attached.as_secs_f64() * 1000.0,
+            ready_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "pre-warmed instance specialized"
+        );
+        Ok(())
     }
 
     /// Spawns a runner and waits for its `hello`.
@@ -276,6 +287,7 @@ impl Instance {
             stderr: Some(process.stderr),
             frame: Vec::with_capacity(4096),
             last_used: Instant::now(),
+            expires_at: Instant::now(),
             frozen: false,
             last_usage: None,
         };

@@ -11,6 +11,7 @@
 //! a bounded time, then get [`ExecError::Overloaded`].
 
 mod instance;
+mod keepalive;
 mod logs;
 mod prewarm;
 
@@ -41,8 +42,11 @@ pub struct ExecutorConfig {
     pub toolchain: Toolchain,
     /// Starts instances, isolated or not.
     pub sandbox: Arc<kumo_sandbox::Sandbox>,
-    /// How long an idle instance is kept before it is stopped.
+    /// How long an idle instance is kept before it is stopped, where a
+    /// function's own history does not say better (see `keepalive`).
     pub keep_alive: Duration,
+    /// Learn each function's keep-alive from its idle times.
+    pub adaptive_keep_alive: bool,
     /// How long a call waits for a free slot before `Overloaded`.
     pub queue_timeout: Duration,
     /// How many calls may wait per function.
@@ -76,6 +80,9 @@ pub struct ExecutorConfig {
 pub struct DeploymentSpec {
     /// Identifies this spec's pool; a different key means new instances.
     pub key: String,
+    /// Identifies the function across its versions and settings: its
+    /// idle-time history, which sets its keep-alive, is kept under it.
+    pub function_id: String,
     /// The owner; its calls share one concurrency budget.
     pub tenant: String,
     pub function_name: String,
@@ -147,6 +154,36 @@ struct Inner {
     idle_changed: tokio::sync::Notify,
     /// Generic instances per runtime, started ahead of need.
     prewarmed: Vec<Arc<prewarm::Pool>>,
+    /// Per function: idle-time history and any instance scheduled ahead.
+    functions: Mutex<HashMap<String, FunctionState>>,
+}
+
+struct FunctionState {
+    history: keepalive::History,
+    /// The spec of the latest call, for a scheduled start.
+    spec: Arc<DeploymentSpec>,
+    /// When to start an instance ahead of the next call, and until when
+    /// to keep it.
+    scheduled: Option<(Instant, Instant)>,
+}
+
+/// Ends a call in its function's history, even if the caller goes away.
+struct CallRecord<'a> {
+    inner: &'a Inner,
+    function_id: &'a str,
+}
+
+impl Drop for CallRecord<'_> {
+    fn drop(&mut self) {
+        let mut functions = self
+            .inner
+            .functions
+            .lock()
+            .expect("functions lock poisoned");
+        if let Some(state) = functions.get_mut(self.function_id) {
+            state.history.call_ended(Instant::now());
+        }
+    }
 }
 
 struct Pool {
@@ -168,6 +205,7 @@ impl Executor {
             shutting_down: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
             idle_changed: tokio::sync::Notify::new(),
+            functions: Mutex::new(HashMap::new()),
             prewarmed: Runtime::ALL
                 .iter()
                 .map(|r| Arc::new(prewarm::Pool::new(*r)))
@@ -207,6 +245,7 @@ impl Executor {
         inner.in_flight.fetch_add(1, Ordering::AcqRel);
         let _in_flight = InFlight(inner);
         let started = Instant::now();
+        let call_record = inner.call_started(spec, started);
         let mut logs = LogCapture::new(inner.config.log_bytes);
 
         let warm = pool.idle.lock().expect("pool lock poisoned").pop();
@@ -246,20 +285,18 @@ impl Executor {
         {
             end = CallEnd::OutOfMemory(spec.memory_mb);
         }
-        if matches!(end, CallEnd::Answered(_)) {
+        drop(call_record);
+        let policy = inner.after_call(spec);
+        if matches!(end, CallEnd::Answered(_)) && policy.prewarm.is_zero() {
+            instance.expires_at = instance.last_used + policy.keep_alive;
             if inner.config.freeze_idle {
                 instance.freeze();
             }
-            // Checked under the idle lock, which `retire` also takes, so an
-            // instance never lands in a pool that has been retired.
-            let mut idle = pool.idle.lock().expect("pool lock poisoned");
-            if pool.retired.load(Ordering::Acquire) || inner.shutting_down.load(Ordering::Acquire) {
-                drop(idle);
-                instance.kill();
-            } else {
-                idle.push(instance);
-            }
+            inner.park(&pool, instance);
         } else {
+            // Either the instance is spent, or the function's next call is
+            // far enough away that an instance is better started just
+            // before it (see `keepalive`).
             instance.kill();
         }
         let mut result = outcome(end, logs, started, cold_start, spec.timeout);
@@ -281,6 +318,16 @@ impl Executor {
             .remove(key);
         if let Some(pool) = pool {
             pool.retire();
+        }
+        let mut functions = self
+            .inner
+            .functions
+            .lock()
+            .expect("functions lock poisoned");
+        for state in functions.values_mut() {
+            if state.spec.key == key {
+                state.scheduled = None;
+            }
         }
     }
 
@@ -429,6 +476,104 @@ impl Drop for InFlight<'_> {
 }
 
 impl Inner {
+    /// Notes a call's start in its function's history.
+    fn call_started<'a>(&'a self, spec: &'a Arc<DeploymentSpec>, now: Instant) -> CallRecord<'a> {
+        let mut functions = self.functions.lock().expect("functions lock poisoned");
+        let state = functions
+            .entry(spec.function_id.clone())
+            .or_insert_with(|| FunctionState {
+                history: keepalive::History::default(),
+                spec: spec.clone(),
+                scheduled: None,
+            });
+        if !Arc::ptr_eq(&state.spec, spec) {
+            state.spec = spec.clone();
+        }
+        state.scheduled = None;
+        state.history.call_started(now);
+        CallRecord {
+            inner: self,
+            function_id: &spec.function_id,
+        }
+    }
+
+    /// The keep-alive after a call of `spec`, scheduling an instance ahead
+    /// of the next call where the policy says so.
+    fn after_call(&self, spec: &DeploymentSpec) -> keepalive::Policy {
+        let fixed = keepalive::Policy::fixed(self.config.keep_alive);
+        if !self.config.adaptive_keep_alive {
+            return fixed;
+        }
+        let mut functions = self.functions.lock().expect("functions lock poisoned");
+        let Some(state) = functions.get_mut(&spec.function_id) else {
+            return fixed;
+        };
+        let policy = state.history.policy(self.config.keep_alive);
+        if !policy.prewarm.is_zero()
+            && let Some(end) = state.history.last_end()
+        {
+            let start = end + policy.prewarm;
+            state.scheduled = Some((start, start + policy.keep_alive));
+        }
+        policy
+    }
+
+    /// Puts an idle instance in its pool, unless the pool or the executor
+    /// has been stopped meanwhile.
+    fn park(&self, pool: &Pool, mut instance: Instance) {
+        // Checked under the idle lock, which `retire` also takes, so an
+        // instance never lands in a pool that has been retired.
+        let mut idle = pool.idle.lock().expect("pool lock poisoned");
+        if pool.retired.load(Ordering::Acquire) || self.is_shutting_down() {
+            drop(idle);
+            instance.kill();
+        } else {
+            idle.push(instance);
+        }
+    }
+
+    /// Starts the instances whose scheduled time has come, for functions
+    /// with none running.
+    fn start_scheduled(self: &Arc<Self>, now: Instant) {
+        let due: Vec<(Arc<DeploymentSpec>, Instant)> = {
+            let mut functions = self.functions.lock().expect("functions lock poisoned");
+            functions
+                .values_mut()
+                .filter_map(|state| match state.scheduled {
+                    Some((start, until)) if start <= now => {
+                        state.scheduled = None;
+                        (until > now).then(|| (state.spec.clone(), until))
+                    }
+                    _ => None,
+                })
+                .collect()
+        };
+        for (spec, until) in due {
+            let pool = self.pool(&spec);
+            let stats = pool.stats();
+            if stats.idle + stats.busy > 0 {
+                continue;
+            }
+            let inner = self.clone();
+            tokio::spawn(async move {
+                let mut logs = LogCapture::new(inner.config.log_bytes);
+                match inner.start_instance(&spec, &mut logs).await {
+                    Ok(mut instance) => {
+                        tracing::debug!(function = %spec.function_name, "instance started ahead of the next call");
+                        instance.expires_at = until;
+                        if inner.config.freeze_idle {
+                            instance.freeze();
+                        }
+                        inner.park(&pool, instance);
+                    }
+                    Err(_) => {
+                        tracing::debug!(function = %spec.function_name, "starting an instance ahead of need failed");
+                    }
+                }
+            });
+        }
+    }
+
     fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::Acquire)
     }
@@ -556,7 +701,6 @@ async fn reap(inner: Weak<Inner>) {
     loop {
         tick.tick().await;
         let Some(inner) = inner.upgrade() else { return };
-        let keep_alive = inner.config.keep_alive;
         let pools: Vec<Arc<Pool>> = inner
             .pools
             .lock()
@@ -570,7 +714,7 @@ async fn reap(inner: Weak<Inner>) {
             let now = Instant::now();
             let mut i = 0;
             while i < idle.len() {
-                if now.duration_since(idle[i].last_used) >= keep_alive {
+                if now >= idle[i].expires_at {
                     expired.push(idle.swap_remove(i));
                 } else {
                     i += 1;
@@ -582,6 +726,9 @@ async fn reap(inner: Weak<Inner>) {
         }
         for mut instance in expired {
             instance.kill();
+        }
+        if !inner.is_shutting_down() {
+            inner.start_scheduled(Instant::now());
         }
         // Forget pools with no instances and no callers; they are cheap to
         // make again. (Our own clones must go first, or every pool looks

@@ -542,8 +542,15 @@ impl Handle {
             .to_be_bytes()
             .to_vec();
         frame.extend_from_slice(&body);
+        let group = self.group.clone();
         let exchange = async {
             control.write_all(&frame).await?;
+            // The limits go on while the helper mounts.
+            if let Some(group) = &group {
+                group
+                    .apply(group_limits(limits))
+                    .map_err(|e| io::Error::new(e.kind(), format!("applying the limits: {e}")))?;
+            }
             let mut len = [0u8; 4];
             control.read_exact(&mut len).await?;
             let len = u32::from_be_bytes(len) as usize;
@@ -556,14 +563,9 @@ impl Handle {
         };
         let reply = exchange
             .await
-            .map_err(|e| SandboxError::Attach(format!("talking to the sandbox helper: {e}")))?;
+            .map_err(|e| SandboxError::Attach(format!("attaching: {e}")))?;
         if let Some(error) = reply.error {
             return Err(SandboxError::Attach(error));
-        }
-        if let Some(group) = &self.group {
-            group
-                .apply(group_limits(limits))
-                .map_err(|e| SandboxError::Attach(format!("applying the limits: {e}")))?;
         }
         Ok(())
     }

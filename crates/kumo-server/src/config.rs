@@ -36,6 +36,8 @@ pub struct Config {
     /// The admin's API token on first start (`KUMO_BOOTSTRAP_TOKEN`).
     pub bootstrap_token: Option<String>,
     pub keep_alive: Duration,
+    /// Learn each function's keep-alive from its idle times.
+    pub adaptive_keep_alive: bool,
     pub queue_timeout: Duration,
     pub max_queue: usize,
     /// Concurrent calls per user, over all their functions.
@@ -57,6 +59,7 @@ impl Default for Config {
             public_url: None,
             bootstrap_token: None,
             keep_alive: Duration::from_millis(DEFAULT_KEEP_ALIVE_MS),
+            adaptive_keep_alive: true,
             queue_timeout: Duration::from_millis(DEFAULT_QUEUE_TIMEOUT_MS),
             max_queue: DEFAULT_MAX_QUEUE,
             tenant_concurrency: DEFAULT_TENANT_CONCURRENCY,

@@ -143,6 +143,7 @@ async fn load(
                 function.pids,
                 function.tmp_mb
             ),
+            function_id: function.id.clone(),
             tenant: project.owner_id.clone(),
             function_name: function.name.clone(),
             version: deployment.version,

@@ -48,6 +48,10 @@ struct ServeArgs {
     /// How long an idle instance stays warm, in milliseconds.
     #[arg(long, default_value_t = config::DEFAULT_KEEP_ALIVE_MS, env = "KUMO_KEEP_ALIVE_MS")]
     keep_alive_ms: u64,
+    /// Learn each function's keep-alive from its idle times (never longer
+    /// than --keep-alive-ms): `true` or `false`.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, env = "KUMO_ADAPTIVE_KEEP_ALIVE")]
+    adaptive_keep_alive: bool,
     /// How long a call waits for a free slot before 429, in milliseconds.
     #[arg(long, default_value_t = config::DEFAULT_QUEUE_TIMEOUT_MS, env = "KUMO_QUEUE_TIMEOUT_MS")]
     queue_timeout_ms: u64,
@@ -124,6 +128,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         public_url: args.public_url,
         bootstrap_token: std::env::var("KUMO_BOOTSTRAP_TOKEN").ok(),
         keep_alive: Duration::from_millis(args.keep_alive_ms),
+        adaptive_keep_alive: args.adaptive_keep_alive,
         queue_timeout: Duration::from_millis(args.queue_timeout_ms),
         drain_timeout: Duration::from_millis(args.drain_timeout_ms),
         isolation: args.isolation,
