@@ -6,8 +6,14 @@ use kumo_types::{ErrorBody, ErrorCode, ErrorDetail};
 
 /// An API error: a stable code, a message for people, and optional
 /// headers. Internal causes are logged, never sent.
+///
+/// `pub` rather than `pub(crate)` only because the public [`encode_event`]
+/// returns it (for the benchmarks); the module is private, so other crates
+/// cannot name it.
+///
+/// [`encode_event`]: crate::encode_event
 #[derive(Debug)]
-pub(crate) struct ApiError {
+pub struct ApiError {
     pub(crate) code: ErrorCode,
     pub(crate) message: String,
     pub(crate) invocation_id: Option<String>,

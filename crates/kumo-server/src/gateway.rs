@@ -109,7 +109,9 @@ struct HttpEvent<'a> {
 }
 
 /// Encodes the event once, straight to the JSON the runner receives.
-pub(crate) fn encode_event(
+///
+/// Public only so the benchmarks (`benches/hot_path.rs`) can reach it.
+pub fn encode_event(
     method: &Method,
     path: &str,
     uri: &Uri,

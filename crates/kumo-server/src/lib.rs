@@ -17,6 +17,7 @@ mod gateway;
 mod openapi;
 mod recorder;
 mod registry;
+pub mod routes;
 mod upload;
 
 use std::net::SocketAddr;
@@ -36,6 +37,8 @@ use kumo_sandbox::{Isolation, Sandbox, SandboxConfig};
 use kumo_store::Store;
 
 pub use config::Config;
+// Public for the benchmarks; not an interface for other crates.
+pub use gateway::encode_event;
 
 /// Runs the sandbox helper (`kumo __sandbox`); never returns.
 pub fn run_sandbox_helper() -> ! {
@@ -136,6 +139,7 @@ pub async fn serve(
         toolchain,
         sandbox: sandbox.clone(),
         keep_alive: config.keep_alive,
+        adaptive_keep_alive: config.adaptive_keep_alive,
         queue_timeout: config.queue_timeout,
         max_queue: config.max_queue,
         tenant_concurrency: config.tenant_concurrency,
@@ -279,6 +283,12 @@ async fn metrics(axum::extract::State(state): axum::extract::State<State>) -> im
     );
     out.push_str("# HELP kumo_instances Running instances.\n# TYPE kumo_instances gauge\n");
     let _ = writeln!(out, "kumo_instances {}", state.executor().total_instances());
+    out.push_str("# HELP kumo_prewarmed_instances Sandboxes started ahead of need, waiting for a function.\n# TYPE kumo_prewarmed_instances gauge\n");
+    let _ = writeln!(
+        out,
+        "kumo_prewarmed_instances {}",
+        state.executor().prewarmed()
+    );
     (
         StatusCode::OK,
         [(
