@@ -543,6 +543,29 @@ def load_text(r):
     return f"{r['rps']:.0f} req/s, p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms"
 
 
+def micro_bench():
+    """(g) Route match and event encoding, with criterion: the median time
+    per operation of each case, in ns."""
+    out = subprocess.run(["cargo", "bench", "-p", "kumo-server", "--bench", "hot_path", "--", "--noplot"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=900)
+    if out.returncode != 0:
+        raise SystemExit("cargo bench failed:\n" + out.stderr[-3000:])
+    units = {"ps": 0.001, "ns": 1.0, "µs": 1000.0, "us": 1000.0, "ms": 1e6}
+    results = {}
+    name = None
+    for line in out.stdout.splitlines():
+        m = re.match(r"^(\S+/\S+)\s*(time:.*)?$", line.strip())
+        if m and "/" in m.group(1) and not line.startswith(" "):
+            name = m.group(1)
+        t = re.search(r"time:\s+\[\S+ \S+ (\S+) (\S+) \S+ \S+\]", line)
+        if t and name:
+            results[name] = float(t.group(1)) * units.get(t.group(2), float("nan"))
+            name = None
+    if not results:
+        raise SystemExit("could not read criterion's output:\n" + out.stdout[-3000:])
+    return results
+
+
 def main():
     if not os.path.exists("/usr/bin/wrk"):
         subprocess.run(["apt-get", "install", "-y", "wrk"], check=True, stdout=subprocess.DEVNULL)
@@ -612,6 +635,8 @@ def main():
             server.stop()
     finally:
         subprocess.run(["rm", "-rf", code])
+        phase("(g) micro-benchmark: route match + event encoding (criterion)")
+        micro = micro_bench()
     phase("done")
 
     over_p50 = (single["p50_ms"] - bare["p50_ms"]) * 1000
@@ -668,6 +693,19 @@ def main():
          f"(c) process per call, wrk -t2 -c16 for {ppc['seconds']} s: {load_text(ppc)}",
          "≥ 50", verdict(("", rc >= 50))),
     ]
+    def ns(name):
+        value = micro.get(name)
+        return "?" if value is None else f"{value:,.0f} ns"
+
+    lookups = [k for k in micro if k.startswith("route_lookup/") and k != "route_lookup/mix_of_8"]
+    lookup_text = ", ".join(k.split("/", 1)[1] + " " + ns(k) for k in lookups)
+    rows.append((
+        "route match + event encoding (criterion, median per operation)",
+        f"route lookup in 100 routes: {lookup_text}; "
+        f"encode_event: GET with 10 headers {ns('encode_event/get_10_headers_query')}, "
+        f"POST 1 KiB JSON {ns('encode_event/post_1k_json')}; "
+        f"both: GET {ns('lookup_and_encode/get_10_headers_query')}, POST {ns('lookup_and_encode/post_1k_json')}",
+        "—", "—", "—"))
     table = "\n".join(f"| {' | '.join(r)} |" for r in rows)
     stamp = time.strftime("%Y-%m-%d")
     v = versions()

@@ -658,37 +658,54 @@ impl Store {
 
     /// Writes runs (new or updated) in one transaction.
     pub async fn upsert_invocations(&self, rows: &[InvocationRow]) -> Result<()> {
+        // One statement per chunk of rows, not per row: each statement is a
+        // round trip to the database's worker.
+        const CHUNK: usize = 200;
+        // A run recorded twice in one batch (queued, then finished) keeps
+        // its last record: one statement may not upsert a row twice.
+        let mut last = std::collections::HashMap::with_capacity(rows.len());
+        for (i, r) in rows.iter().enumerate() {
+            last.insert(r.id.as_str(), i);
+        }
+        let rows: Vec<&InvocationRow> = rows
+            .iter()
+            .enumerate()
+            .filter(|(i, r)| last.get(r.id.as_str()) == Some(i))
+            .map(|(_, r)| r)
+            .collect();
         let mut tx = self.db.begin().await?;
-        for r in rows {
-            sqlx::query(
-                "INSERT INTO invocations (id, owner_id, project_id, function_id, project, function, version, trigger_kind, status, input, output, error, logs, logs_truncated, duration_us, cold_start, created_at, finished_at, cpu_us, peak_memory) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20) \
-                 ON CONFLICT (id) DO UPDATE SET version = excluded.version, status = excluded.status, output = excluded.output, error = excluded.error, \
+        for chunk in rows.chunks(CHUNK) {
+            let mut query = sqlx::QueryBuilder::new(
+                "INSERT INTO invocations (id, owner_id, project_id, function_id, project, function, version, trigger_kind, status, input, output, error, logs, logs_truncated, duration_us, cold_start, created_at, finished_at, cpu_us, peak_memory) ",
+            );
+            query.push_values(chunk, |mut b, r| {
+                b.push_bind(&r.id)
+                    .push_bind(&r.owner_id)
+                    .push_bind(&r.project_id)
+                    .push_bind(&r.function_id)
+                    .push_bind(&r.project)
+                    .push_bind(&r.function)
+                    .push_bind(r.version)
+                    .push_bind(&r.trigger_kind)
+                    .push_bind(&r.status)
+                    .push_bind(&r.input)
+                    .push_bind(&r.output)
+                    .push_bind(&r.error)
+                    .push_bind(&r.logs)
+                    .push_bind(r.logs_truncated)
+                    .push_bind(r.duration_us)
+                    .push_bind(r.cold_start)
+                    .push_bind(r.created_at)
+                    .push_bind(r.finished_at)
+                    .push_bind(r.cpu_us)
+                    .push_bind(r.peak_memory);
+            });
+            query.push(
+                " ON CONFLICT (id) DO UPDATE SET version = excluded.version, status = excluded.status, output = excluded.output, error = excluded.error, \
                  logs = excluded.logs, logs_truncated = excluded.logs_truncated, duration_us = excluded.duration_us, cold_start = excluded.cold_start, finished_at = excluded.finished_at, \
                  cpu_us = excluded.cpu_us, peak_memory = excluded.peak_memory",
-            )
-            .bind(&r.id)
-            .bind(&r.owner_id)
-            .bind(&r.project_id)
-            .bind(&r.function_id)
-            .bind(&r.project)
-            .bind(&r.function)
-            .bind(r.version)
-            .bind(&r.trigger_kind)
-            .bind(&r.status)
-            .bind(&r.input)
-            .bind(&r.output)
-            .bind(&r.error)
-            .bind(&r.logs)
-            .bind(r.logs_truncated)
-            .bind(r.duration_us)
-            .bind(r.cold_start)
-            .bind(r.created_at)
-            .bind(r.finished_at)
-            .bind(r.cpu_us)
-            .bind(r.peak_memory)
-            .execute(&mut *tx)
-            .await?;
+            );
+            query.build().persistent(false).execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -739,5 +756,66 @@ fn conflict(e: sqlx::Error, message: impl FnOnce() -> String) -> StoreError {
     match &e {
         sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(message()),
         _ => StoreError::Db(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(id: &str, status: &str) -> InvocationRow {
+        InvocationRow {
+            id: id.into(),
+            owner_id: "u".into(),
+            project_id: "p".into(),
+            function_id: "f".into(),
+            project: "proj".into(),
+            function: "fun".into(),
+            version: Some(1),
+            trigger_kind: "api".into(),
+            status: status.into(),
+            input: Some("{}".into()),
+            output: None,
+            error: None,
+            logs: String::new(),
+            logs_truncated: 0,
+            duration_us: 0,
+            cold_start: 0,
+            cpu_us: None,
+            peak_memory: None,
+            created_at: 1,
+            finished_at: None,
+        }
+    }
+
+    /// Batches larger than one statement's chunk, with a run recorded twice
+    /// in one batch, keep every run once, in its last state.
+    #[tokio::test]
+    async fn batched_run_records_keep_the_last_state_of_each_run() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(dir.path(), None).await.expect("store");
+        let mut rows: Vec<InvocationRow> = (0..450)
+            .map(|i| run(&format!("r{i:04}"), "succeeded"))
+            .collect();
+        rows.insert(10, run("r0300", "queued"));
+        rows.push(run("r0001", "failed"));
+        store.upsert_invocations(&rows).await.expect("write");
+        store
+            .upsert_invocations(&[run("r0002", "running"), run("r0002", "timed_out")])
+            .await
+            .expect("write again");
+        let get = async |id: &str| {
+            store
+                .invocation(Scope::All, id)
+                .await
+                .expect("read")
+                .expect("present")
+                .status
+        };
+        assert_eq!(get("r0300").await, "succeeded");
+        assert_eq!(get("r0001").await, "failed");
+        assert_eq!(get("r0002").await, "timed_out");
+        assert_eq!(get("r0449").await, "succeeded");
+        assert!(store.unfinished_invocations().await.expect("unfinished").is_empty());
     }
 }
