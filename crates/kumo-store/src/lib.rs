@@ -816,6 +816,12 @@ mod tests {
         assert_eq!(get("r0001").await, "failed");
         assert_eq!(get("r0002").await, "timed_out");
         assert_eq!(get("r0449").await, "succeeded");
-        assert!(store.unfinished_invocations().await.expect("unfinished").is_empty());
+        assert!(
+            store
+                .unfinished_invocations()
+                .await
+                .expect("unfinished")
+                .is_empty()
+        );
     }
 }
