@@ -144,7 +144,7 @@ pub(crate) struct Instance {
     channel: tokio::net::UnixStream,
     stdout: Option<Receiver>,
     stderr: Option<Receiver>,
-    frame: Vec<u8>,
+    frames: protocol::FrameReader,
     pub(crate) last_used: Instant,
     /// When the reaper stops it if it is still idle.
     pub(crate) expires_at: Instant,
@@ -285,7 +285,7 @@ impl Instance {
             channel: process.channel,
             stdout: Some(process.stdout),
             stderr: Some(process.stderr),
-            frame: Vec::with_capacity(4096),
+            frames: protocol::FrameReader::default(),
             last_used: Instant::now(),
             expires_at: Instant::now(),
             frozen: false,
@@ -359,9 +359,7 @@ impl Instance {
             Ok(RunnerMessage::Result { id, outcome }) if id == run_id => {
                 self.drain(logs);
                 // Do not keep a large frame's buffer for the instance's life.
-                if self.frame.capacity() > 1024 * 1024 {
-                    self.frame = Vec::with_capacity(4096);
-                }
+                self.frames.shrink();
                 self.last_used = Instant::now();
                 return CallEnd::Answered(outcome);
             }
@@ -414,7 +412,7 @@ impl Instance {
             channel,
             stdout,
             stderr,
-            frame,
+            frames,
             ..
         } = self;
         let work = async {
@@ -431,7 +429,7 @@ impl Instance {
                     }
                 }
             }
-            let read = protocol::read_frame(channel, frame);
+            let read = frames.read(channel);
             tokio::pin!(read);
             loop {
                 tokio::select! {
@@ -445,7 +443,7 @@ impl Instance {
         match tokio::time::timeout_at(deadline.into(), work).await {
             Err(_) => Err(Exchange::Timeout),
             Ok(Err(e)) => Err(Exchange::Protocol(e)),
-            Ok(Ok(())) => protocol::decode(&self.frame).map_err(Exchange::Protocol),
+            Ok(Ok(())) => protocol::decode(self.frames.frame()).map_err(Exchange::Protocol),
         }
     }
 

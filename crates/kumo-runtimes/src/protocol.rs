@@ -25,29 +25,97 @@ pub enum ProtocolError {
     Malformed(String),
 }
 
-/// Reads one frame into `buf` (cleared first).
-pub async fn read_frame<R: AsyncRead + Unpin>(
-    reader: &mut R,
-    buf: &mut Vec<u8>,
-) -> Result<(), ProtocolError> {
-    let mut len = [0u8; 4];
-    match reader.read_exact(&mut len).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-            return Err(ProtocolError::Closed);
+/// Reads frames from a stream with as few reads as it can: each read takes
+/// whatever has arrived (usually a whole frame), and bytes past the frame
+/// are kept for the next one.
+#[derive(Debug)]
+pub struct FrameReader {
+    buf: Vec<u8>,
+    /// Where the unread bytes start and end in `buf`.
+    start: usize,
+    end: usize,
+    /// The bytes of the last frame returned.
+    frame: std::ops::Range<usize>,
+}
+
+/// What a [`FrameReader`] reads at least, per read.
+const READ_CHUNK: usize = 16 * 1024;
+
+impl Default for FrameReader {
+    fn default() -> Self {
+        FrameReader {
+            buf: vec![0; READ_CHUNK],
+            start: 0,
+            end: 0,
+            frame: 0..0,
         }
-        Err(e) => return Err(e.into()),
     }
-    let len = u32::from_be_bytes(len) as usize;
-    if len > MAX_FRAME {
-        return Err(ProtocolError::TooLarge(len));
+}
+
+impl FrameReader {
+    /// Reads the next frame; [`FrameReader::frame`] then holds its payload.
+    pub async fn read<R: AsyncRead + Unpin>(
+        &mut self,
+        reader: &mut R,
+    ) -> Result<(), ProtocolError> {
+        self.fill(reader, 4).await?;
+        let head: [u8; 4] = self.buf[self.start..self.start + 4]
+            .try_into()
+            .expect("four bytes are buffered");
+        let len = u32::from_be_bytes(head) as usize;
+        if len > MAX_FRAME {
+            return Err(ProtocolError::TooLarge(len));
+        }
+        self.fill(reader, 4 + len).await?;
+        self.frame = self.start + 4..self.start + 4 + len;
+        self.start += 4 + len;
+        Ok(())
     }
-    buf.clear();
-    buf.resize(len, 0);
-    match reader.read_exact(buf).await {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(ProtocolError::Closed),
-        Err(e) => Err(e.into()),
+
+    /// The payload of the last frame read.
+    pub fn frame(&self) -> &[u8] {
+        &self.buf[self.frame.clone()]
+    }
+
+    /// Gives back the memory of a large frame once it has been handled.
+    pub fn shrink(&mut self) {
+        if self.buf.len() > 1024 * 1024 && self.end - self.start <= READ_CHUNK {
+            let mut small = vec![0; READ_CHUNK];
+            small[..self.end - self.start].copy_from_slice(&self.buf[self.start..self.end]);
+            self.buf = small;
+            self.end -= self.start;
+            self.start = 0;
+            self.frame = 0..0;
+        }
+    }
+
+    /// Reads until at least `want` unread bytes are buffered.
+    async fn fill<R: AsyncRead + Unpin>(
+        &mut self,
+        reader: &mut R,
+        want: usize,
+    ) -> Result<(), ProtocolError> {
+        while self.end - self.start < want {
+            if self.start + want > self.buf.len() {
+                // Move what is left to the front, and grow for a big frame.
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+                if want > self.buf.len() {
+                    self.buf.resize(want.max(READ_CHUNK), 0);
+                }
+            }
+            let n = reader.read(&mut self.buf[self.end..]).await?;
+            if n == 0 {
+                return Err(ProtocolError::Closed);
+            }
+            self.end += n;
+        }
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+        Ok(())
     }
 }
 
@@ -275,6 +343,50 @@ mod tests {
         ));
     }
 
+    /// Frames arriving together, split at odd places, or larger than the
+    /// buffer all come out whole and in order.
+    #[tokio::test]
+    async fn the_frame_reader_keeps_what_follows_a_frame() {
+        let (mut a, mut b) = tokio::io::duplex(64 * 1024);
+        let big = "x".repeat(100_000);
+        let frames: Vec<Vec<u8>> = vec![
+            encode(&Load::new("/c", "m.py", "h")),
+            encode(&Load::new("/d", "n.py", &big)),
+            encode(&Load::new("/e", "o.py", "k")),
+        ];
+        let all: Vec<u8> = frames.concat();
+        let writer = tokio::spawn(async move {
+            for piece in all.chunks(7_777) {
+                a.write_all(piece).await.expect("write");
+            }
+            a
+        });
+        let mut reader = FrameReader::default();
+        for frame in &frames {
+            reader.read(&mut b).await.expect("read");
+            assert_eq!(reader.frame(), &frame[4..]);
+            reader.shrink();
+        }
+        drop(writer.await.expect("writer"));
+        assert!(matches!(
+            reader.read(&mut b).await,
+            Err(ProtocolError::Closed)
+        ));
+    }
+
+    #[tokio::test]
+    async fn the_frame_reader_refuses_oversized_frames() {
+        let (mut a, mut b) = tokio::io::duplex(1024);
+        a.write_all(&(MAX_FRAME as u32 + 1).to_be_bytes())
+            .await
+            .expect("write");
+        let mut reader = FrameReader::default();
+        assert!(matches!(
+            reader.read(&mut b).await,
+            Err(ProtocolError::TooLarge(_))
+        ));
+    }
+
     #[test]
     fn decode_rejects_garbage() {
         assert!(decode(b"nope").is_err());
@@ -283,25 +395,13 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn frames_round_trip_and_limit() {
+    async fn frames_round_trip() {
         let (mut a, mut b) = tokio::io::duplex(1024);
         write_frame(&mut a, &encode(&Load::new("/c", "m.py", "h")))
             .await
             .expect("write");
-        let mut buf = Vec::new();
-        read_frame(&mut b, &mut buf).await.expect("read");
-        assert!(buf.starts_with(b"{\"type\":\"load\""));
-        a.write_all(&(MAX_FRAME as u32 + 1).to_be_bytes())
-            .await
-            .expect("write");
-        assert!(matches!(
-            read_frame(&mut b, &mut buf).await,
-            Err(ProtocolError::TooLarge(_))
-        ));
-        drop(a);
-        assert!(matches!(
-            read_frame(&mut b, &mut buf).await,
-            Err(ProtocolError::Closed)
-        ));
+        let mut reader = FrameReader::default();
+        reader.read(&mut b).await.expect("read");
+        assert!(reader.frame().starts_with(b"{\"type\":\"load\""));
     }
 }

@@ -162,9 +162,9 @@ pub fn encode_event(
         body,
         is_base64_encoded,
     };
-    let json =
-        serde_json::to_string(&event).map_err(|e| ApiError::internal("encoding an event", e))?;
-    RawValue::from_string(json).map_err(|e| ApiError::internal("encoding an event", e))
+    // The serializer's output is valid JSON by construction; wrapping it
+    // this way does not parse it again.
+    serde_json::value::to_raw_value(&event).map_err(|e| ApiError::internal("encoding an event", e))
 }
 
 /// Maps a finished run to the HTTP response of the handler contract.
