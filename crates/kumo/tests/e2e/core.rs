@@ -999,3 +999,49 @@ async fn sigterm_right_after_start_is_a_clean_shutdown() {
     let me = server.get("/api/v1/me").await.expect_status(200);
     assert_eq!(me["username"], "admin");
 }
+
+/// Each run's logs hold what that call printed, whole, and nothing of
+/// another call: from Python's own streams, from a raw write to the
+/// descriptor, and from a subprocess, over many warm calls in a row.
+#[tokio::test]
+async fn every_warm_call_gets_exactly_its_own_output() {
+    let server = TestServer::start().await;
+    let code = r#"
+import os, subprocess, sys
+
+def handler(event):
+    n = event["n"]
+    if n % 3 == 0:
+        print("call %d via print" % n)
+    elif n % 3 == 1:
+        os.write(1, b"call %d via fd 1\n" % n)
+        sys.stderr.write("call %d via stderr\n" % n)
+    elif n % 30 == 2:
+        subprocess.run(["/usr/bin/python3.11", "-c", "print('call %d via a child')" % n])
+    return n
+"#;
+    server
+        .deploy("core", "echo", &[("main.py", code)], json!({}))
+        .await;
+    for n in 0..150u64 {
+        let run = server.invoke("core", "echo", json!({"n": n})).await;
+        assert_eq!(run["output"], n, "{run}");
+        let expected = match n % 3 {
+            0 => format!("call {n} via print\n"),
+            1 => format!("call {n} via fd 1\ncall {n} via stderr\n"),
+            _ if n % 30 == 2 => format!("call {n} via a child\n"),
+            _ => String::new(),
+        };
+        let logs = run["logs"].as_str().expect("logs");
+        if n % 3 == 1 {
+            // Two pipes: the order across them is not defined.
+            let mut got: Vec<&str> = logs.lines().collect();
+            got.sort_unstable();
+            let mut want: Vec<&str> = expected.lines().collect();
+            want.sort_unstable();
+            assert_eq!(got, want, "call {n}: {run}");
+        } else {
+            assert_eq!(logs, expected, "call {n}: {run}");
+        }
+    }
+}
