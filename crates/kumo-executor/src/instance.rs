@@ -44,18 +44,9 @@ impl Layout {
         }
     }
 
-    /// A sandbox spec running `program` over the code with the runtime's
-    /// files mounted.
-    pub(crate) fn spec(
-        &self,
-        config: &ExecutorConfig,
-        runtime: kumo_runtimes::Runtime,
-        program: PathBuf,
-        args: Vec<std::ffi::OsString>,
-        env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
-        limits: kumo_sandbox::Limits,
-    ) -> kumo_sandbox::Spec {
-        let mut spec = runtime_spec(config, runtime, program, args, env, limits);
+    /// `spec` (see [`runtime_spec`]) with the code mounted and made the
+    /// working directory.
+    pub(crate) fn with_code(&self, mut spec: kumo_sandbox::Spec) -> kumo_sandbox::Spec {
         spec.mounts
             .push((self.host_code_dir.clone(), PathBuf::from(CODE_DIR)));
         spec.cwd = self.code_dir.clone();
@@ -65,7 +56,7 @@ impl Layout {
 
 /// A sandbox spec with the runtime's files and the runner mounted, and
 /// no code yet: its place is a pending mount.
-fn runtime_spec(
+pub(crate) fn runtime_spec(
     config: &ExecutorConfig,
     runtime: kumo_runtimes::Runtime,
     program: PathBuf,
@@ -180,14 +171,14 @@ impl Instance {
                 .into_iter()
                 .map(|(k, v)| (k.into(), v.into())),
         );
-        let sandbox_spec = layout.spec(
+        let sandbox_spec = layout.with_code(runtime_spec(
             config,
             spec.runtime,
             program,
             args,
             env,
             instance_limits(spec, config),
-        );
+        ));
         let deadline = Instant::now() + config.start_timeout.max(spec.timeout);
         let mut instance = Instance::launch(config, &sandbox_spec, logs, deadline).await?;
         let code_dir = layout.code_dir.to_string_lossy();

@@ -372,7 +372,14 @@ impl Executor {
             pids: config.pids,
             tmp_bytes: config.tmp_bytes,
         };
-        let spec = layout.spec(config, runtime, program, args, instance::base_env(), limits);
+        let spec = layout.with_code(instance::runtime_spec(
+            config,
+            runtime,
+            program,
+            args,
+            instance::base_env(),
+            limits,
+        ));
         let mut process = config
             .sandbox
             .spawn(&spec)
