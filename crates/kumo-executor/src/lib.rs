@@ -29,7 +29,7 @@ use tokio::sync::Semaphore;
 use instance::{CallEnd, Instance, StartError};
 use logs::LogCapture;
 
-pub use kumo_runtimes::python::{CheckError, SyntaxIssue};
+pub use kumo_runtimes::check::{CheckError, SyntaxIssue};
 
 /// Memory for the deploy-time syntax check.
 const CHECK_MEMORY_BYTES: u64 = 512 * 1024 * 1024;
@@ -214,6 +214,9 @@ impl Executor {
         tokio::spawn(reap(Arc::downgrade(&inner)));
         if inner.config.prewarm > 0 {
             for pool in &inner.prewarmed {
+                if !inner.config.toolchain.has(pool.runtime()) {
+                    continue;
+                }
                 tokio::spawn(prewarm::fill(
                     Arc::downgrade(&inner),
                     pool.clone(),
@@ -418,7 +421,7 @@ impl Executor {
                 String::from_utf8_lossy(&err).trim()
             )));
         }
-        kumo_runtimes::python::parse_check_output(&out)
+        kumo_runtimes::check::parse_check_output(&out)
     }
 
     /// Refuses new calls, waits up to `grace` for calls in flight, then

@@ -3,11 +3,15 @@
 //! - [`protocol`]: frames and messages between the host and a runner
 //!   (documented for other languages in `docs/runner-protocol.md`);
 //! - [`python`]: the embedded Python runner, the syntax checker, and the
-//!   choice of a fast interpreter.
+//!   choice of a fast interpreter;
+//! - [`node`]: the embedded Node.js runner and syntax checker;
+//! - [`check`]: the answer of a deploy-time checker.
 //!
 //! This crate does not start instances (the executor does, through the
 //! sandbox) and knows nothing of HTTP or storage.
 
+pub mod check;
+pub mod node;
 pub mod protocol;
 pub mod python;
 
@@ -17,20 +21,23 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Runtime {
     Python,
+    Node,
 }
 
 impl Runtime {
-    pub const ALL: &'static [Runtime] = &[Runtime::Python];
+    pub const ALL: &'static [Runtime] = &[Runtime::Python, Runtime::Node];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Runtime::Python => "python",
+            Runtime::Node => "node",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "python" | "python3" => Some(Runtime::Python),
+            "node" | "nodejs" | "javascript" => Some(Runtime::Node),
             _ => None,
         }
     }
@@ -39,6 +46,15 @@ impl Runtime {
     pub fn default_entrypoint(self) -> &'static str {
         match self {
             Runtime::Python => "main.py",
+            Runtime::Node => "index.js",
+        }
+    }
+
+    /// The file name endings an entrypoint of this runtime may have.
+    pub fn source_extensions(self) -> &'static [&'static str] {
+        match self {
+            Runtime::Python => &[".py"],
+            Runtime::Node => &[".js", ".mjs", ".cjs"],
         }
     }
 }
@@ -53,6 +69,10 @@ pub struct Toolchain {
     /// Host paths the Python runtime needs to run (interpreter, standard
     /// library, shared libraries), to be mounted read-only in sandboxes.
     pub python_paths: Vec<PathBuf>,
+    /// The `node` binary, when the host has one (Node.js is optional).
+    pub node: Option<PathBuf>,
+    /// Host paths the Node.js runtime needs (the binary, its libraries).
+    pub node_paths: Vec<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +83,8 @@ pub enum ToolchainError {
     NoPython { tried: String },
     #[error("the Python interpreter {path} is not usable: {why}")]
     BadPython { path: String, why: String },
+    #[error("the node binary is not usable: {0}")]
+    BadNode(String),
     #[error("writing the runner sources to {path} failed: {source}")]
     Install {
         path: String,
@@ -73,23 +95,57 @@ pub enum ToolchainError {
 
 impl Toolchain {
     /// Finds the interpreters and writes the embedded runners under `dir`.
-    pub fn install(dir: &Path, python: Option<&Path>) -> Result<Self, ToolchainError> {
+    /// Python is required; Node.js is used when found (or named).
+    pub fn install(
+        dir: &Path,
+        python: Option<&Path>,
+        node: Option<&Path>,
+    ) -> Result<Self, ToolchainError> {
         let python = match python {
             Some(p) => python::check_interpreter(p)?,
             None => python::find_interpreter()?,
         };
+        let node = match node {
+            Some(n) => Some(node::check(n).map_err(ToolchainError::BadNode)?),
+            None => node::find(),
+        };
         let runner_dir = dir.join("runners");
-        python::write_sources(&runner_dir).map_err(|source| ToolchainError::Install {
-            path: runner_dir.display().to_string(),
-            source,
-        })?;
+        python::write_sources(&runner_dir)
+            .and_then(|()| node::write_sources(&runner_dir))
+            .map_err(|source| ToolchainError::Install {
+                path: runner_dir.display().to_string(),
+                source,
+            })?;
         python::precompile(&python, &runner_dir);
         let python_paths = python::runtime_paths(&python);
+        let node_paths = node.as_deref().map(node::runtime_paths).unwrap_or_default();
         Ok(Toolchain {
             python,
             runner_dir,
             python_paths,
+            node,
+            node_paths,
         })
+    }
+
+    /// Whether this host can run `runtime`.
+    pub fn has(&self, runtime: Runtime) -> bool {
+        match runtime {
+            Runtime::Python => true,
+            Runtime::Node => self.node.is_some(),
+        }
+    }
+
+    /// The binary that runs `runtime` (its runner and its checker).
+    fn binary(&self, runtime: Runtime) -> PathBuf {
+        match runtime {
+            Runtime::Python => self.python.clone(),
+            // Callers check `has` first; a missing node fails at exec.
+            Runtime::Node => self
+                .node
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("/usr/bin/node")),
+        }
     }
 
     /// The program and arguments that start the runner of `runtime`,
@@ -109,7 +165,7 @@ impl Toolchain {
                     python::RUNNER_FILE
                 };
                 (
-                    self.python.clone(),
+                    self.binary(runtime),
                     vec![
                         "-I".into(),
                         "-S".into(),
@@ -119,6 +175,10 @@ impl Toolchain {
                     ],
                 )
             }
+            Runtime::Node => (
+                self.binary(runtime),
+                vec![runner_dir.join(node::RUNNER_FILE).into_os_string()],
+            ),
         }
     }
 
@@ -132,12 +192,23 @@ impl Toolchain {
     ) -> (PathBuf, Vec<std::ffi::OsString>) {
         match runtime {
             Runtime::Python => (
-                self.python.clone(),
+                self.binary(runtime),
                 vec![
                     "-I".into(),
                     "-S".into(),
                     "-B".into(),
                     runner_dir.join(python::CHECK_FILE).into_os_string(),
+                    code_dir.as_os_str().to_owned(),
+                ],
+            ),
+            // ES modules are parsed with vm.SourceTextModule, still behind
+            // a flag in Node 20; the flag's warning is not wanted.
+            Runtime::Node => (
+                self.binary(runtime),
+                vec![
+                    "--experimental-vm-modules".into(),
+                    "--no-warnings".into(),
+                    runner_dir.join(node::CHECK_FILE).into_os_string(),
                     code_dir.as_os_str().to_owned(),
                 ],
             ),
@@ -148,6 +219,73 @@ impl Toolchain {
     pub fn runtime_paths(&self, runtime: Runtime) -> &[PathBuf] {
         match runtime {
             Runtime::Python => &self.python_paths,
+            Runtime::Node => &self.node_paths,
         }
     }
+}
+
+/// Writes embedded sources into `dir`, each atomically.
+pub(crate) fn write_files(dir: &Path, files: &[(&str, &str)]) -> std::io::Result<()> {
+    use std::io::Write;
+    std::fs::create_dir_all(dir)?;
+    for (name, source) in files {
+        let path = dir.join(name);
+        let tmp = dir.join(format!(".{name}.tmp"));
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(source.as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+    }
+    Ok(())
+}
+
+/// Every shared library the dynamic loader resolves for `binaries`, as a
+/// file at the path the loader looks for it (the directory's real path
+/// plus the name it asks for).
+pub(crate) fn loader_files(binaries: &[PathBuf]) -> std::collections::BTreeSet<PathBuf> {
+    let ldd = std::process::Command::new("ldd")
+        .args(binaries)
+        .env_clear()
+        .stdin(std::process::Stdio::null())
+        .output();
+    let mut files = std::collections::BTreeSet::new();
+    if let Ok(ldd) = ldd {
+        for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+            // `ldd a b` prints a `a:` header per file; those are not libraries.
+            if line.trim_end().ends_with(':') {
+                continue;
+            }
+            let path = match line.split_once("=>") {
+                Some((_, rest)) => rest.split_whitespace().next(),
+                None => line.split_whitespace().next(),
+            };
+            let Some(path) = path.filter(|p| p.starts_with('/')).map(Path::new) else {
+                continue;
+            };
+            let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+                continue;
+            };
+            if let Ok(dir) = std::fs::canonicalize(dir) {
+                files.insert(dir.join(name));
+            }
+        }
+    }
+    files
+}
+
+/// `paths` without those already under another one.
+pub(crate) fn outermost(paths: std::collections::BTreeSet<PathBuf>) -> Vec<PathBuf> {
+    let all: Vec<PathBuf> = paths.into_iter().collect();
+    all.iter()
+        .filter(|p| !all.iter().any(|q| q != *p && p.starts_with(q)))
+        .cloned()
+        .collect()
+}
+
+/// Whether `path` is a binary (ELF) rather than a script or shim.
+pub(crate) fn is_elf(path: &Path) -> std::io::Result<bool> {
+    use std::io::Read;
+    let mut head = [0u8; 4];
+    std::fs::File::open(path)?.read_exact(&mut head)?;
+    Ok(head == *b"\x7fELF")
 }

@@ -1,10 +1,7 @@
 //! The Python runtime: embedded runner and checker, and a fast interpreter.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-
-use serde::Deserialize;
 
 use crate::ToolchainError;
 
@@ -30,16 +27,10 @@ const CANDIDATES: &[&str] = &[
 ];
 
 pub(crate) fn write_sources(dir: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    for (name, source) in [(RUNNER_FILE, RUNNER_SOURCE), (CHECK_FILE, CHECK_SOURCE)] {
-        let path = dir.join(name);
-        let tmp = dir.join(format!(".{name}.tmp"));
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(source.as_bytes())?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, &path)?;
-    }
-    Ok(())
+    crate::write_files(
+        dir,
+        &[(RUNNER_FILE, RUNNER_SOURCE), (CHECK_FILE, CHECK_SOURCE)],
+    )
 }
 
 /// Compiles the runner to bytecode once, so no instance has to.
@@ -99,35 +90,7 @@ pub(crate) fn runtime_paths(interpreter: &Path) -> Vec<PathBuf> {
             paths.insert(real);
         }
     }
-    // Every library the loader resolves, as a file at the path the loader
-    // looks for it (the directory's real path plus the name it asks for).
-    let ldd = std::process::Command::new("ldd")
-        .args(&binaries)
-        .env_clear()
-        .stdin(Stdio::null())
-        .output();
-    let mut files = std::collections::BTreeSet::new();
-    if let Ok(ldd) = ldd {
-        for line in String::from_utf8_lossy(&ldd.stdout).lines() {
-            // `ldd a b` prints a `a:` header per file; those are not libraries.
-            if line.trim_end().ends_with(':') {
-                continue;
-            }
-            let path = match line.split_once("=>") {
-                Some((_, rest)) => rest.split_whitespace().next(),
-                None => line.split_whitespace().next(),
-            };
-            let Some(path) = path.filter(|p| p.starts_with('/')).map(Path::new) else {
-                continue;
-            };
-            let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
-                continue;
-            };
-            if let Ok(dir) = std::fs::canonicalize(dir) {
-                files.insert(dir.join(name));
-            }
-        }
-    }
+    let files = crate::loader_files(&binaries);
     // Time zone data, for zoneinfo.
     for extra in ["/usr/share/zoneinfo"] {
         if Path::new(extra).is_dir() {
@@ -135,12 +98,7 @@ pub(crate) fn runtime_paths(interpreter: &Path) -> Vec<PathBuf> {
         }
     }
     paths.extend(files);
-    // Drop paths already under another one.
-    let all: Vec<PathBuf> = paths.into_iter().collect();
-    all.iter()
-        .filter(|p| !all.iter().any(|q| q != *p && p.starts_with(q)))
-        .cloned()
-        .collect()
+    crate::outermost(paths)
 }
 
 pub(crate) fn find_interpreter() -> Result<PathBuf, ToolchainError> {
@@ -161,14 +119,7 @@ pub(crate) fn check_interpreter(path: &Path) -> Result<PathBuf, ToolchainError> 
         why,
     };
     let real = std::fs::canonicalize(path).map_err(|e| bad(e.to_string()))?;
-    let head = {
-        use std::io::Read;
-        let mut buf = [0u8; 4];
-        let mut file = std::fs::File::open(&real).map_err(|e| bad(e.to_string()))?;
-        file.read_exact(&mut buf).map_err(|e| bad(e.to_string()))?;
-        buf
-    };
-    if head != *b"\x7fELF" {
+    if !crate::is_elf(&real).map_err(|e| bad(e.to_string()))? {
         return Err(bad(
             "not a binary (a shell shim such as pyenv's starts slowly); name the real interpreter"
                 .into(),
@@ -197,65 +148,4 @@ pub(crate) fn check_interpreter(path: &Path) -> Result<PathBuf, ToolchainError> 
         )));
     }
     Ok(real)
-}
-
-/// Where a Python file fails to compile.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct SyntaxIssue {
-    pub file: String,
-    pub line: Option<u64>,
-    pub column: Option<u64>,
-    pub message: String,
-    #[serde(default)]
-    pub text: Option<String>,
-}
-
-impl std::fmt::Display for SyntaxIssue {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.file)?;
-        if let Some(line) = self.line {
-            write!(f, ", line {line}")?;
-        }
-        write!(f, ": {}", self.message)?;
-        if let Some(text) = self
-            .text
-            .as_deref()
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-        {
-            write!(f, ": {text}")?;
-        }
-        Ok(())
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum CheckError {
-    #[error("{0}")]
-    Syntax(SyntaxIssue),
-    /// The files could not be checked within the check's limits.
-    #[error("{0}")]
-    Refused(String),
-    #[error("the syntax check could not run: {0}")]
-    Failed(String),
-}
-
-#[derive(Deserialize)]
-struct CheckReply {
-    ok: bool,
-    #[serde(flatten)]
-    issue: Option<SyntaxIssue>,
-}
-
-/// Reads the checker's answer (one JSON object on its stdout).
-pub fn parse_check_output(stdout: &[u8]) -> Result<(), CheckError> {
-    let reply: CheckReply = serde_json::from_slice(stdout)
-        .map_err(|e| CheckError::Failed(format!("unreadable checker output: {e}")))?;
-    match (reply.ok, reply.issue) {
-        (true, _) => Ok(()),
-        (false, Some(issue)) => Err(CheckError::Syntax(issue)),
-        (false, None) => Err(CheckError::Failed(
-            "checker reported an error without details".into(),
-        )),
-    }
 }

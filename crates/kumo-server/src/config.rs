@@ -31,6 +31,8 @@ pub struct Config {
     pub database_url: Option<String>,
     /// The Python interpreter; default the fastest one found.
     pub python: Option<PathBuf>,
+    /// The `node` binary; default the first found (Node.js is optional).
+    pub node: Option<PathBuf>,
     /// The base URL printed for functions; default from the listen address.
     pub public_url: Option<String>,
     /// The admin's API token on first start (`KUMO_BOOTSTRAP_TOKEN`).
@@ -56,6 +58,7 @@ impl Default for Config {
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             database_url: None,
             python: None,
+            node: None,
             public_url: None,
             bootstrap_token: None,
             keep_alive: Duration::from_millis(DEFAULT_KEEP_ALIVE_MS),

@@ -131,9 +131,17 @@ pub async fn serve(
     store.files().clean_partial();
     auth::bootstrap(&store, &config, addr).await?;
 
-    let toolchain = Toolchain::install(&config.data_dir.join("runtime"), config.python.as_deref())
-        .context("preparing the runtimes")?;
+    let toolchain = Toolchain::install(
+        &config.data_dir.join("runtime"),
+        config.python.as_deref(),
+        config.node.as_deref(),
+    )
+    .context("preparing the runtimes")?;
     tracing::info!(python = %toolchain.python.display(), "python runtime ready");
+    match &toolchain.node {
+        Some(node) => tracing::info!(node = %node.display(), "node runtime ready"),
+        None => tracing::info!("no node binary found: the node runtime is off (see --node)"),
+    }
     let sandbox = Arc::new(start_sandbox(&config)?);
     let executor = Executor::start(ExecutorConfig {
         toolchain,

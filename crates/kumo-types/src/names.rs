@@ -60,6 +60,16 @@ pub fn validate_entrypoint(runtime: &str, entrypoint: &str) -> Result<(), String
             preview(entrypoint)
         ));
     }
+    if runtime == "node"
+        && ![".js", ".mjs", ".cjs"]
+            .iter()
+            .any(|x| entrypoint.ends_with(x))
+    {
+        return Err(format!(
+            "entrypoint '{}' must be a .js, .mjs or .cjs file",
+            preview(entrypoint)
+        ));
+    }
     Ok(())
 }
 

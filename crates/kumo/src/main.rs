@@ -42,6 +42,10 @@ struct ServeArgs {
     /// The Python interpreter for Python functions (default: the fastest found).
     #[arg(long, env = "KUMO_PYTHON")]
     python: Option<PathBuf>,
+    /// The node binary for Node.js functions (default: /usr/bin/node or
+    /// /usr/local/bin/node when present; without one, Node.js is off).
+    #[arg(long, env = "KUMO_NODE")]
+    node: Option<PathBuf>,
     /// Base URL to show for functions (default: from the listen address).
     #[arg(long, env = "KUMO_PUBLIC_URL")]
     public_url: Option<String>,
@@ -125,6 +129,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         data_dir: args.data_dir,
         database_url: args.database_url,
         python: args.python,
+        node: args.node,
         public_url: args.public_url,
         bootstrap_token: std::env::var("KUMO_BOOTSTRAP_TOKEN").ok(),
         keep_alive: Duration::from_millis(args.keep_alive_ms),

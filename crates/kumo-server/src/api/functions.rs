@@ -363,6 +363,13 @@ pub(crate) async fn deploy(
             None => Runtime::Python,
         },
     };
+    if !state.executor().config().toolchain.has(runtime) {
+        return Err(invalid(format!(
+            "the '{}' runtime is not available on this server: it has no usable binary for it \
+             (for node: install Node.js 18 or newer, or start the server with --node PATH)",
+            runtime.as_str()
+        )));
+    }
     let entrypoint = entrypoint.unwrap_or_else(|| runtime.default_entrypoint().to_string());
     validate_entrypoint(runtime.as_str(), &entrypoint).map_err(invalid)?;
     if !files.iter().any(|f| f.path == entrypoint) {

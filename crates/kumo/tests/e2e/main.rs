@@ -8,12 +8,14 @@
 //! - [`core`]: the handler contract, the gateway, versions, persistence;
 //! - [`limits`]: concurrency, timeouts, crashes, log and body caps;
 //! - [`api`]: auth, error shapes, validation, tokens, docs and metrics;
+//! - [`node`]: Node.js functions and their sandbox;
 //! - [`prewarm`]: pre-warmed sandboxes and the keep-alive;
 //! - [`security`]: hostile functions and requests against the sandbox.
 
 mod api;
 mod core;
 mod limits;
+mod node;
 mod prewarm;
 mod security;
 mod support;
