@@ -27,8 +27,8 @@
 
 use std::time::{Duration, Instant};
 
-/// Width of one histogram bin.
-pub(crate) const BIN: Duration = Duration::from_secs(60);
+/// Width of one histogram bin (the default; tests use narrower ones).
+pub const BIN: Duration = Duration::from_secs(60);
 /// Bins in the histogram: four hours.
 pub(crate) const BINS: usize = 240;
 /// Idle times recorded before the histogram is trusted.
@@ -71,6 +71,7 @@ impl Policy {
 /// A function's idle times and call state.
 #[derive(Debug, Clone)]
 pub(crate) struct History {
+    bin: Duration,
     bins: Vec<u32>,
     out_of_range: u32,
     samples: u32,
@@ -80,7 +81,14 @@ pub(crate) struct History {
 
 impl Default for History {
     fn default() -> Self {
+        History::new(BIN)
+    }
+}
+
+impl History {
+    pub(crate) fn new(bin: Duration) -> History {
         History {
+            bin: bin.max(Duration::from_millis(1)),
             bins: vec![0; BINS],
             out_of_range: 0,
             samples: 0,
@@ -88,9 +96,7 @@ impl Default for History {
             last_end: None,
         }
     }
-}
 
-impl History {
     /// A call starts: the time since the last one ended is an idle time,
     /// unless another call is still running.
     pub(crate) fn call_started(&mut self, now: Instant) {
@@ -113,7 +119,7 @@ impl History {
     }
 
     fn record_idle(&mut self, idle: Duration) {
-        let bin = usize::try_from(idle.as_secs() / BIN.as_secs()).unwrap_or(usize::MAX);
+        let bin = usize::try_from(idle.as_nanos() / self.bin.as_nanos()).unwrap_or(usize::MAX);
         match self.bins.get_mut(bin) {
             Some(count) => *count += 1,
             None => self.out_of_range += 1,
@@ -147,8 +153,8 @@ impl History {
         let head = percentile_bin(&self.bins, in_range, 0.05);
         let tail = percentile_bin(&self.bins, in_range, 0.99);
         // The head bin's start, the tail bin's end.
-        let head = BIN * u32::try_from(head).unwrap_or(u32::MAX);
-        let tail = BIN * u32::try_from(tail + 1).unwrap_or(u32::MAX);
+        let head = self.bin * u32::try_from(head).unwrap_or(u32::MAX);
+        let tail = self.bin * u32::try_from(tail + 1).unwrap_or(u32::MAX);
         let prewarm = head.mul_f64(1.0 - MARGIN);
         let keep_alive = tail
             .mul_f64(1.0 + MARGIN)

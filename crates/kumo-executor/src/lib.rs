@@ -29,6 +29,7 @@ use tokio::sync::Semaphore;
 use instance::{CallEnd, Instance, StartError};
 use logs::LogCapture;
 
+pub use keepalive::BIN as KEEP_ALIVE_BIN;
 pub use kumo_runtimes::check::{CheckError, SyntaxIssue};
 
 /// Memory for the deploy-time syntax check.
@@ -47,6 +48,8 @@ pub struct ExecutorConfig {
     pub keep_alive: Duration,
     /// Learn each function's keep-alive from its idle times.
     pub adaptive_keep_alive: bool,
+    /// Width of a bin of those idle-time histograms ([`KEEP_ALIVE_BIN`]).
+    pub keep_alive_bin: Duration,
     /// How long a call waits for a free slot before `Overloaded`.
     pub queue_timeout: Duration,
     /// How many calls may wait per function.
@@ -492,7 +495,7 @@ impl Inner {
         let state = functions
             .entry(spec.function_id.clone())
             .or_insert_with(|| FunctionState {
-                history: keepalive::History::default(),
+                history: keepalive::History::new(self.config.keep_alive_bin),
                 spec: spec.clone(),
                 scheduled: None,
             });
@@ -509,7 +512,7 @@ impl Inner {
 
     /// The keep-alive after a call of `spec`, scheduling an instance ahead
     /// of the next call where the policy says so.
-    fn after_call(&self, spec: &DeploymentSpec) -> keepalive::Policy {
+    fn after_call(self: &Arc<Self>, spec: &DeploymentSpec) -> keepalive::Policy {
         let fixed = keepalive::Policy::fixed(self.config.keep_alive);
         if !self.config.adaptive_keep_alive {
             return fixed;
@@ -523,7 +526,16 @@ impl Inner {
             && let Some(end) = state.history.last_end()
         {
             let start = end + policy.prewarm;
-            state.scheduled = Some((start, start + policy.keep_alive));
+            let slot = (start, start + policy.keep_alive);
+            state.scheduled = Some(slot);
+            let inner = Arc::downgrade(self);
+            let function_id = spec.function_id.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep_until(start.into()).await;
+                if let Some(inner) = inner.upgrade() {
+                    inner.start_scheduled(&function_id, slot).await;
+                }
+            });
         }
         policy
     }
@@ -542,45 +554,40 @@ impl Inner {
         }
     }
 
-    /// Starts the instances whose scheduled time has come, for functions
-    /// with none running.
-    fn start_scheduled(self: &Arc<Self>, now: Instant) {
-        let due: Vec<(Arc<DeploymentSpec>, Instant)> = {
+    /// Starts the instance scheduled in `slot` for a function, unless a
+    /// call came first (which clears the schedule) or it has an instance.
+    async fn start_scheduled(self: &Arc<Self>, function_id: &str, slot: (Instant, Instant)) {
+        if self.is_shutting_down() {
+            return;
+        }
+        let spec = {
             let mut functions = self.functions.lock().expect("functions lock poisoned");
-            functions
-                .values_mut()
-                .filter_map(|state| match state.scheduled {
-                    Some((start, until)) if start <= now => {
-                        state.scheduled = None;
-                        (until > now).then(|| (state.spec.clone(), until))
-                    }
-                    _ => None,
-                })
-                .collect()
-        };
-        for (spec, until) in due {
-            let pool = self.pool(&spec);
-            let stats = pool.stats();
-            if stats.idle + stats.busy > 0 {
-                continue;
-            }
-            let inner = self.clone();
-            tokio::spawn(async move {
-                let mut logs = LogCapture::new(inner.config.log_bytes);
-                match inner.start_instance(&spec, &mut logs).await {
-                    Ok(mut instance) => {
-                        tracing::debug!(function = %spec.function_name, "instance started ahead of the next call");
-                        instance.expires_at = until;
-                        if inner.config.freeze_idle {
-                            instance.freeze();
-                        }
-                        inner.park(&pool, instance);
-                    }
-                    Err(_) => {
-                        tracing::debug!(function = %spec.function_name, "starting an instance ahead of need failed");
-                    }
+            match functions.get_mut(function_id) {
+                Some(state) if state.scheduled == Some(slot) => {
+                    state.scheduled = None;
+                    state.spec.clone()
                 }
-            });
+                _ => return,
+            }
+        };
+        let pool = self.pool(&spec);
+        let stats = pool.stats();
+        if stats.idle + stats.busy > 0 {
+            return;
+        }
+        let mut logs = LogCapture::new(self.config.log_bytes);
+        match self.start_instance(&spec, &mut logs).await {
+            Ok(mut instance) => {
+                tracing::debug!(function = %spec.function_name, "instance started ahead of the next call");
+                instance.expires_at = slot.1;
+                if self.config.freeze_idle {
+                    instance.freeze();
+                }
+                self.park(&pool, instance);
+            }
+            Err(_) => {
+                tracing::debug!(function = %spec.function_name, "starting an instance ahead of need failed");
+            }
         }
     }
 
@@ -736,9 +743,6 @@ async fn reap(inner: Weak<Inner>) {
         }
         for mut instance in expired {
             instance.kill();
-        }
-        if !inner.is_shutting_down() {
-            inner.start_scheduled(Instant::now());
         }
         // Forget pools with no instances and no callers; they are cheap to
         // make again. (Our own clones must go first, or every pool looks

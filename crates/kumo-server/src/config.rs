@@ -40,6 +40,9 @@ pub struct Config {
     pub keep_alive: Duration,
     /// Learn each function's keep-alive from its idle times.
     pub adaptive_keep_alive: bool,
+    /// Bin width of the idle-time histograms (one minute; narrower only
+    /// in tests).
+    pub keep_alive_bin: Duration,
     pub queue_timeout: Duration,
     pub max_queue: usize,
     /// Concurrent calls per user, over all their functions.
@@ -63,6 +66,7 @@ impl Default for Config {
             bootstrap_token: None,
             keep_alive: Duration::from_millis(DEFAULT_KEEP_ALIVE_MS),
             adaptive_keep_alive: true,
+            keep_alive_bin: kumo_executor::KEEP_ALIVE_BIN,
             queue_timeout: Duration::from_millis(DEFAULT_QUEUE_TIMEOUT_MS),
             max_queue: DEFAULT_MAX_QUEUE,
             tenant_concurrency: DEFAULT_TENANT_CONCURRENCY,

@@ -148,6 +148,7 @@ pub async fn serve(
         sandbox: sandbox.clone(),
         keep_alive: config.keep_alive,
         adaptive_keep_alive: config.adaptive_keep_alive,
+        keep_alive_bin: config.keep_alive_bin,
         queue_timeout: config.queue_timeout,
         max_queue: config.max_queue,
         tenant_concurrency: config.tenant_concurrency,

@@ -56,6 +56,10 @@ struct ServeArgs {
     /// than --keep-alive-ms): `true` or `false`.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, env = "KUMO_ADAPTIVE_KEEP_ALIVE")]
     adaptive_keep_alive: bool,
+    /// Bin width of the keep-alive's idle-time histograms, in milliseconds
+    /// (for tests; the policy is meant for one-minute bins).
+    #[arg(long, hide = true, env = "KUMO_KEEP_ALIVE_BIN_MS")]
+    keep_alive_bin_ms: Option<u64>,
     /// How long a call waits for a free slot before 429, in milliseconds.
     #[arg(long, default_value_t = config::DEFAULT_QUEUE_TIMEOUT_MS, env = "KUMO_QUEUE_TIMEOUT_MS")]
     queue_timeout_ms: u64,
@@ -134,6 +138,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         bootstrap_token: std::env::var("KUMO_BOOTSTRAP_TOKEN").ok(),
         keep_alive: Duration::from_millis(args.keep_alive_ms),
         adaptive_keep_alive: args.adaptive_keep_alive,
+        keep_alive_bin: args
+            .keep_alive_bin_ms
+            .map_or(defaults.keep_alive_bin, Duration::from_millis),
         queue_timeout: Duration::from_millis(args.queue_timeout_ms),
         drain_timeout: Duration::from_millis(args.drain_timeout_ms),
         isolation: args.isolation,

@@ -166,3 +166,43 @@ async fn the_adaptive_keep_alive_never_outlasts_the_servers() {
     let next = server.invoke("ka", "busy", json!({})).await;
     assert_eq!(next["cold_start"], true, "{next}");
 }
+
+/// A function called at a steady pace is stopped after each call once its
+/// history shows the pace, and started again just before the next call
+/// (the pre-warm window of the keep-alive policy): its calls stay warm
+/// while it holds no instance between them. (Histogram bins of 100 ms
+/// instead of a minute, so the pattern shows in seconds.)
+#[tokio::test]
+async fn a_periodic_function_is_started_again_just_before_its_next_call() {
+    let server =
+        TestServer::start_with(&["--keep-alive-bin-ms", "100", "--keep-alive-ms", "60000"]).await;
+    server
+        .deploy("ka", "tick", &[("main.py", PROBE)], json!({}))
+        .await;
+    let pace = Duration::from_millis(1500);
+    let mut warm_late = 0;
+    let mut empty_between = 0;
+    for i in 0..18 {
+        let run = server.invoke("ka", "tick", json!({})).await;
+        assert_eq!(run["status"], "succeeded", "{run}");
+        if i >= 14 && run["cold_start"] == false {
+            warm_late += 1;
+        }
+        tokio::time::sleep(pace / 2).await;
+        if i >= 13 && server.metric("kumo_instances").await == 0.0 {
+            empty_between += 1;
+        }
+        tokio::time::sleep(pace / 2).await;
+    }
+    println!(
+        "periodic function: {warm_late} of 4 late calls warm; no instance half-way between calls {empty_between} of 5 times"
+    );
+    assert!(
+        empty_between >= 4,
+        "the instance is stopped between calls once the pace is known ({empty_between} of 5)"
+    );
+    assert!(
+        warm_late >= 3,
+        "an instance is started again before each call ({warm_late} of 4 calls warm)"
+    );
+}
