@@ -135,6 +135,22 @@ pub enum ExecError {
     Start(String),
 }
 
+/// Why a deployment's code did not load (see [`Executor::check_load`]).
+#[derive(Debug, thiserror::Error)]
+pub enum LoadCheckError {
+    /// The code failed: its error, as its first call would have shown it.
+    #[error("{}: {}", error.kind, error.message)]
+    Failed {
+        status: RunStatus,
+        error: RunError,
+        /// What the code printed while loading.
+        logs: String,
+    },
+    /// No instance could be started (a platform problem).
+    #[error("could not start an instance: {0}")]
+    Platform(String),
+}
+
 /// Live counts of a pool, for status pages.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PoolStats {
@@ -425,6 +441,36 @@ impl Executor {
             )));
         }
         kumo_runtimes::check::parse_check_output(&out)
+    }
+
+    /// Loads a deployment's code once in an instance of `spec`, as its
+    /// first call would, and stops that instance: a module that fails to
+    /// import, a missing handler or an entrypoint that is not there is
+    /// refused at deploy instead of failing every call. Runs the module's
+    /// top-level code, in the sandbox, with the function's limits and a
+    /// cold start's time limit.
+    pub async fn check_load(&self, spec: &Arc<DeploymentSpec>) -> Result<(), LoadCheckError> {
+        let mut logs = LogCapture::new(self.inner.config.log_bytes);
+        match self.inner.start_instance(spec, &mut logs).await {
+            Ok(mut instance) => {
+                instance.kill();
+                Ok(())
+            }
+            Err(StartError::Spawn(why)) => Err(LoadCheckError::Platform(why)),
+            Err(StartError::Load(end)) => {
+                let (logs, _) = logs.finish();
+                let failed = outcome(end, LogCapture::new(0), Instant::now(), true, spec.timeout);
+                Err(LoadCheckError::Failed {
+                    status: failed.status,
+                    error: failed.error.unwrap_or_else(|| RunError {
+                        kind: "LoadError".into(),
+                        message: "the code did not load".into(),
+                        traceback: String::new(),
+                    }),
+                    logs,
+                })
+            }
+        }
     }
 
     /// Refuses new calls, waits up to `grace` for calls in flight, then

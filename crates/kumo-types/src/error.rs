@@ -27,6 +27,7 @@ pub enum ErrorCode {
     InvalidName,
     InvalidFiles,
     SyntaxError,
+    LoadError,
     Unauthorized,
     NotFound,
     MethodNotAllowed,
@@ -48,6 +49,7 @@ impl ErrorCode {
             ErrorCode::InvalidName => "invalid_name",
             ErrorCode::InvalidFiles => "invalid_files",
             ErrorCode::SyntaxError => "syntax_error",
+            ErrorCode::LoadError => "load_error",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
@@ -69,7 +71,8 @@ impl ErrorCode {
             ErrorCode::BadRequest
             | ErrorCode::InvalidName
             | ErrorCode::InvalidFiles
-            | ErrorCode::SyntaxError => 400,
+            | ErrorCode::SyntaxError
+            | ErrorCode::LoadError => 400,
             ErrorCode::Unauthorized => 401,
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,

@@ -393,6 +393,20 @@ pub(crate) async fn deploy(
         .await
         .map_err(|e| ApiError::internal("laying out a deployment", e))??;
     check_sources(&state, runtime, &code_dir).await?;
+    check_load(
+        &state,
+        LoadTarget {
+            owner: &user.user_id,
+            function: &function,
+            runtime,
+            code_dir: &code_dir,
+            entrypoint: &entrypoint,
+            handler: &handler,
+            settings: &settings,
+            content_hash: &content_hash,
+        },
+    )
+    .await?;
 
     // Project and function, created on first deploy.
     let project_row = match project_row {
@@ -497,6 +511,90 @@ async fn check_sources(
             Err(ApiError::internal("checking the syntax", e))
         }
     }
+}
+
+/// What [`check_load`] loads.
+struct LoadTarget<'a> {
+    owner: &'a str,
+    function: &'a str,
+    runtime: Runtime,
+    code_dir: &'a std::path::Path,
+    entrypoint: &'a str,
+    handler: &'a str,
+    settings: &'a FunctionSettingsRow,
+    content_hash: &'a str,
+}
+
+/// Loads the code once in a sandbox, as its first call would: an import
+/// that fails, a missing handler or entrypoint is refused now, with the
+/// error and where it happened, and the active version keeps serving.
+async fn check_load(state: &State, target: LoadTarget<'_>) -> ApiResult<()> {
+    let s = target.settings;
+    let spec = std::sync::Arc::new(kumo_executor::DeploymentSpec {
+        // Its own pool and no history: nothing of it outlives the check.
+        key: format!("check:{}", target.content_hash),
+        function_id: format!("check:{}", target.content_hash),
+        tenant: target.owner.to_string(),
+        function_name: target.function.to_string(),
+        version: 0,
+        runtime: target.runtime,
+        code_dir: target.code_dir.to_path_buf(),
+        entrypoint: target.entrypoint.to_string(),
+        handler: target.handler.to_string(),
+        timeout: std::time::Duration::from_millis(u64::try_from(s.timeout_ms).unwrap_or(1000)),
+        memory_mb: u64::try_from(s.memory_mb).unwrap_or(128),
+        cpu_millicores: u64::try_from(s.cpu_millicores).unwrap_or(1000),
+        pids: u64::try_from(s.pids).unwrap_or(128),
+        tmp_bytes: u64::try_from(s.tmp_mb).unwrap_or(64) * 1024 * 1024,
+        concurrency: 1,
+        env: Vec::new(),
+    });
+    match state.executor().check_load(&spec).await {
+        Ok(()) => Ok(()),
+        Err(kumo_executor::LoadCheckError::Failed { status, error, .. }) => {
+            let place = error_place(&error.traceback)
+                .map(|p| format!(" (at {p})"))
+                .unwrap_or_default();
+            let what = match status {
+                kumo_types::RunStatus::TimedOut => {
+                    "the code did not finish loading in time".to_string()
+                }
+                kumo_types::RunStatus::OutOfMemory => {
+                    "the code ran out of memory while loading".to_string()
+                }
+                _ => "the code failed to load".to_string(),
+            };
+            Err(ApiError::new(
+                ErrorCode::LoadError,
+                format!("{what}: {}: {}{place}", error.kind, error.message),
+            ))
+        }
+        Err(e @ kumo_executor::LoadCheckError::Platform(_)) => {
+            Err(ApiError::internal("loading the code to check it", e))
+        }
+    }
+}
+
+/// The last place in the deployment's files that a traceback or stack
+/// names, as `file, line N`.
+fn error_place(traceback: &str) -> Option<String> {
+    traceback.lines().rev().find_map(|line| {
+        let at = line.find("/code/")?;
+        let rest = &line[at + "/code/".len()..];
+        // Python: `File "/code/main.py", line 3, in <module>`.
+        if let Some((file, tail)) = rest.split_once("\", line ") {
+            let number: String = tail.chars().take_while(char::is_ascii_digit).collect();
+            return (!number.is_empty()).then(|| format!("{file}, line {number}"));
+        }
+        // Node: `at f (/code/index.js:3:9)` or `/code/index.js:3`.
+        let end = rest.find([')', ' ']).unwrap_or(rest.len());
+        let mut parts = rest[..end].split(':');
+        let file = parts.next()?;
+        let number = parts
+            .next()
+            .filter(|n| n.chars().all(|c| c.is_ascii_digit()) && !n.is_empty())?;
+        Some(format!("{file}, line {number}"))
+    })
 }
 
 async fn store_files(state: &State, files: Vec<UploadFile>) -> ApiResult<Manifest> {

@@ -1045,3 +1045,63 @@ def handler(event):
         }
     }
 }
+
+/// The code is loaded once, in a sandbox, when it is deployed: an import
+/// that fails, a missing handler, or an exit at import is refused with the
+/// error and where it happened, and the active version keeps serving.
+#[tokio::test]
+async fn code_that_fails_to_load_is_refused_at_deploy() {
+    let server = TestServer::start().await;
+    server
+        .deploy(
+            "core",
+            "loads",
+            &[("main.py", "def handler(event):\n    return 'v1'\n")],
+            json!({}),
+        )
+        .await;
+    let cases: &[(&[(&str, &str)], &str, &[&str])] = &[
+        (
+            &[("main.py", "def handle(event):\n    return 1\n")],
+            "HandlerNotFound",
+            &["has no attribute 'handler'"],
+        ),
+        (
+            &[
+                (
+                    "main.py",
+                    "import helper\n\ndef handler(event):\n    return 1\n",
+                ),
+                ("helper.py", "SETTINGS = {}\nTOKEN = SETTINGS['token']\n"),
+            ],
+            "KeyError",
+            &["'token'", "helper.py, line 2"],
+        ),
+        (
+            &[("main.py", "import requests_that_are_not_here\n")],
+            "ModuleNotFoundError",
+            &["requests_that_are_not_here", "main.py, line 1"],
+        ),
+        (
+            &[("main.py", "import sys\nsys.exit(3)\n")],
+            "SystemExit",
+            &["main.py, line 2"],
+        ),
+        (
+            &[("main.py", "handler = 42\n")],
+            "HandlerNotCallable",
+            &["not callable"],
+        ),
+    ];
+    for (files, kind, needles) in cases {
+        let resp = server.try_deploy("core", "loads", files, json!({})).await;
+        let message = resp.expect_error(400, "load_error");
+        assert!(message.contains(kind), "{kind}: {message}");
+        for needle in *needles {
+            assert!(message.contains(needle), "{needle}: {message}");
+        }
+    }
+    let run = server.invoke("core", "loads", json!({})).await;
+    assert_eq!(run["output"], "v1", "the first version still serves: {run}");
+    assert_eq!(run["version"], 1, "{run}");
+}

@@ -229,17 +229,19 @@ async fn node_deploys_are_checked() {
     let message = resp.expect_error(400, "bad_request");
     assert!(message.contains(".js, .mjs or .cjs"), "{message}");
 
-    deploy_node(
-        &server,
-        "js",
-        "nohandler",
-        &[("index.js", "exports.other = () => 1;\n")],
+    // The code is loaded once at deploy: a missing handler, or an import
+    // that throws, is refused with where it happened.
+    let resp = deploy(&[("index.js", "exports.other = () => 1;\n")], "index.js").await;
+    let message = resp.expect_error(400, "load_error");
+    assert!(message.contains("HandlerNotFound"), "{message}");
+    let resp = deploy(
+        &[("index.js", "const x = 1;\nthrow new Error('no config');\n")],
         "index.js",
     )
     .await;
-    let run = server.invoke("js", "nohandler", json!({})).await;
-    assert_eq!(run["status"], "failed", "{run}");
-    assert_eq!(run["error"]["type"], "HandlerNotFound", "{run}");
+    let message = resp.expect_error(400, "load_error");
+    assert!(message.contains("Error: no config"), "{message}");
+    assert!(message.contains("index.js, line 2"), "{message}");
 }
 
 /// The sandbox around a Node.js instance: every thread confined, no
