@@ -1060,7 +1060,9 @@ async fn code_that_fails_to_load_is_refused_at_deploy() {
             json!({}),
         )
         .await;
-    let cases: &[(&[(&str, &str)], &str, &[&str])] = &[
+    /// Files, the error type, and what the message must name.
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a [&'a str]);
+    let cases: &[Case] = &[
         (
             &[("main.py", "def handle(event):\n    return 1\n")],
             "HandlerNotFound",
