@@ -143,6 +143,8 @@ pub(crate) struct Instance {
     pub(crate) frozen: bool,
     /// Resource counters at the end of the last call.
     pub(crate) last_usage: Option<kumo_sandbox::Usage>,
+    /// The memory limit in force, in MiB, to name in an out-of-memory end.
+    memory_mb: u64,
 }
 
 /// Why an instance could not be made ready.
@@ -240,6 +242,7 @@ impl Instance {
                 StartError::Spawn(e.to_string())
             })?;
         let attached = started.elapsed();
+        self.memory_mb = spec.memory_mb;
         // Meter the function from here, not the generic start.
         self.reset_peak_memory();
         self.last_usage = self.usage();
@@ -281,6 +284,7 @@ impl Instance {
             expires_at: Instant::now(),
             frozen: false,
             last_usage: None,
+            memory_mb: sandbox_spec.limits.memory_bytes / (1024 * 1024),
         };
         match instance.exchange(None, logs, deadline).await {
             Ok(RunnerMessage::Hello { protocol, .. }) if protocol == protocol::PROTOCOL_VERSION => {
@@ -378,6 +382,12 @@ impl Instance {
                     .and_then(Result::ok);
                 self.drain(logs);
                 self.handle.kill();
+                // A runner that died while its cgroup's OOM killer struck
+                // ran out of memory; say so instead of "crashed".
+                let before = self.last_usage.map_or(0, |u| u.oom_kills);
+                if self.usage().is_some_and(|u| u.oom_kills > before) {
+                    return CallEnd::OutOfMemory(self.memory_mb);
+                }
                 CallEnd::Crashed(match status {
                     Some(status) => describe_exit(status),
                     None => "the runner closed its channel".into(),

@@ -294,19 +294,12 @@ impl Executor {
             instance.reset_peak_memory();
         }
         let deadline = Instant::now() + spec.timeout;
-        let mut end = instance
+        let end = instance
             .call(spec, run_id, event, deadline, &mut logs)
             .await;
         drop(busy);
         let after = instance.usage();
         instance.last_usage = after;
-        // A runner that died while its cgroup's OOM killer struck ran out
-        // of memory; say so instead of "crashed".
-        if let (CallEnd::Crashed(_), Some(a)) = (&end, after)
-            && a.oom_kills > before.oom_kills
-        {
-            end = CallEnd::OutOfMemory(spec.memory_mb);
-        }
         drop(call_record);
         let policy = inner.after_call(spec);
         if matches!(end, CallEnd::Answered(_)) && policy.prewarm.is_zero() {

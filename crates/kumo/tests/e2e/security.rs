@@ -2078,8 +2078,15 @@ async fn deploy_time_syntax_check_is_confined() {
         })
     };
     let started = Instant::now();
+    // Importing this module takes more than the default 128 MiB, so the
+    // function asks for more; the checker's own cap is what is watched.
     let resp = server
-        .try_deploy("sec", "big", &[("main.py", &source)], json!({}))
+        .try_deploy(
+            "sec",
+            "big",
+            &[("main.py", &source)],
+            json!({"memory_mb": 1024}),
+        )
         .await;
     let elapsed = started.elapsed();
     done.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -2120,6 +2127,18 @@ async fn deploy_time_syntax_check_is_confined() {
         field("Uid"),
         field("Seccomp"),
         field("NoNewPrivs")
+    );
+
+    // With the default memory the same module cannot even be imported:
+    // the deploy says so, as out of memory rather than a crash.
+    let resp = server
+        .try_deploy("sec", "big2", &[("main.py", &source)], json!({}))
+        .await;
+    assert_eq!(resp.status, 400, "{}", resp.text());
+    assert!(
+        resp.text().contains("ran out of memory while loading"),
+        "{}",
+        resp.text()
     );
 }
 
