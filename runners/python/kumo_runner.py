@@ -166,7 +166,22 @@ def _fatal(what):
     _os_exit(2)
 
 
-def _read_exact(n, boundary):
+def _read_some(boundary):
+    """One read of whatever the channel holds (at most 64 KiB)."""
+    try:
+        chunk = _os_read(CHANNEL_FD, 65536)
+    except (ConnectionResetError, BrokenPipeError):
+        _exit(0)  # the host is gone
+    except OSError as e:
+        _fatal("cannot read from the channel (fd %d): %s" % (CHANNEL_FD, e))
+    if not chunk:
+        if boundary:
+            _exit(0)  # EOF between frames: the host wants us gone
+        _fatal("channel closed in the middle of a frame")
+    return chunk
+
+
+def _read_exact(n):
     """Read exactly n bytes from the channel (short reads are normal on a socket)."""
     buf = bytearray(n)
     view = memoryview(buf)
@@ -184,18 +199,31 @@ def _read_exact(n, boundary):
         except OSError as e:
             _fatal("cannot read from the channel (fd %d): %s" % (CHANNEL_FD, e))
         if k == 0:
-            if got == 0 and boundary:
-                _exit(0)  # EOF between frames: the host wants us gone
             _fatal("channel closed in the middle of a frame")
         got += k
     return buf
 
 
+_pending = b""  # bytes read past the end of the last frame
+
+
 def _read_message():
-    size = int.from_bytes(_read_exact(4, True), "big")
+    # A frame usually arrives whole, so one read takes its length and its
+    # payload; only a frame larger than that read is completed exactly.
+    global _pending
+    head = _pending
+    while len(head) < 4:
+        head += _read_some(not head)
+    size = int.from_bytes(head[:4], "big")
     if size > MAX_FRAME:
         _fatal("incoming frame of %d bytes exceeds the %d byte limit" % (size, MAX_FRAME))
-    payload = _read_exact(size, False) if size else b""
+    end = 4 + size
+    if len(head) >= end:
+        payload = head[4:end]
+        _pending = head[end:]
+    else:
+        payload = head[4:] + _read_exact(end - len(head))
+        _pending = b""
     try:
         msg = _decode(payload.decode("utf-8"))
     except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError

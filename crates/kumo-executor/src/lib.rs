@@ -56,9 +56,12 @@ pub struct ExecutorConfig {
     pub max_queue: usize,
     /// Concurrent calls per tenant, over all its functions.
     pub tenant_concurrency: usize,
-    /// Freeze instances while they are idle: nothing a call left behind
-    /// (a thread, a child process) runs between calls.
-    pub freeze_idle: bool,
+    /// Freeze instances idle for this long: nothing a call left behind
+    /// (a thread, a child process) runs between calls for longer. `None`
+    /// never freezes; zero freezes at the end of every call. A short
+    /// grace spares a busy function a freeze and a thaw per call (two
+    /// writes, and two wake-ups of every task of the instance).
+    pub freeze_after: Option<Duration>,
     /// Least time allowed for a runner to start and load its code.
     pub start_timeout: Duration,
     /// Log bytes kept per call.
@@ -175,6 +178,9 @@ struct Inner {
     prewarmed: Vec<Arc<prewarm::Pool>>,
     /// Per function: idle-time history and any instance scheduled ahead.
     functions: Mutex<HashMap<String, FunctionState>>,
+    /// Pools holding idle instances not frozen yet (see `freeze_idle`).
+    to_freeze: Mutex<Vec<Arc<Pool>>>,
+    to_freeze_added: Arc<tokio::sync::Notify>,
 }
 
 struct FunctionState {
@@ -212,6 +218,8 @@ struct Pool {
     busy: AtomicUsize,
     waiting: AtomicUsize,
     retired: AtomicBool,
+    /// In `Inner::to_freeze`; read and written under the `idle` lock.
+    freeze_queued: AtomicBool,
 }
 
 impl Executor {
@@ -225,12 +233,21 @@ impl Executor {
             in_flight: AtomicUsize::new(0),
             idle_changed: tokio::sync::Notify::new(),
             functions: Mutex::new(HashMap::new()),
+            to_freeze: Mutex::new(Vec::new()),
+            to_freeze_added: Arc::new(tokio::sync::Notify::new()),
             prewarmed: Runtime::ALL
                 .iter()
                 .map(|r| Arc::new(prewarm::Pool::new(*r)))
                 .collect(),
         });
         tokio::spawn(reap(Arc::downgrade(&inner)));
+        if let Some(after) = inner.config.freeze_after.filter(|a| !a.is_zero()) {
+            tokio::spawn(freeze_idle(
+                Arc::downgrade(&inner),
+                inner.to_freeze_added.clone(),
+                after,
+            ));
+        }
         if inner.config.prewarm > 0 {
             for pool in &inner.prewarmed {
                 if !inner.config.toolchain.has(pool.runtime()) {
@@ -304,9 +321,6 @@ impl Executor {
         let policy = inner.after_call(spec);
         if matches!(end, CallEnd::Answered(_)) && policy.prewarm.is_zero() {
             instance.expires_at = instance.last_used + policy.keep_alive;
-            if inner.config.freeze_idle {
-                instance.freeze();
-            }
             inner.park(&pool, instance);
         } else {
             // Either the instance is spent, or the function's next call is
@@ -580,16 +594,29 @@ impl Inner {
     }
 
     /// Puts an idle instance in its pool, unless the pool or the executor
-    /// has been stopped meanwhile.
-    fn park(&self, pool: &Pool, mut instance: Instance) {
+    /// has been stopped meanwhile, and sees that it is frozen.
+    fn park(&self, pool: &Arc<Pool>, mut instance: Instance) {
+        let freeze_after = self.config.freeze_after;
+        if freeze_after.is_some_and(|a| a.is_zero()) {
+            instance.freeze();
+        }
         // Checked under the idle lock, which `retire` also takes, so an
         // instance never lands in a pool that has been retired.
         let mut idle = pool.idle.lock().expect("pool lock poisoned");
         if pool.retired.load(Ordering::Acquire) || self.is_shutting_down() {
             drop(idle);
             instance.kill();
-        } else {
-            idle.push(instance);
+            return;
+        }
+        let frozen = instance.frozen;
+        idle.push(instance);
+        if freeze_after.is_some() && !frozen && !pool.freeze_queued.swap(true, Ordering::AcqRel) {
+            drop(idle);
+            self.to_freeze
+                .lock()
+                .expect("freeze lock poisoned")
+                .push(pool.clone());
+            self.to_freeze_added.notify_one();
         }
     }
 
@@ -619,9 +646,6 @@ impl Inner {
             Ok(mut instance) => {
                 tracing::debug!(function = %spec.function_name, "instance started ahead of the next call");
                 instance.expires_at = slot.1;
-                if self.config.freeze_idle {
-                    instance.freeze();
-                }
                 self.park(&pool, instance);
             }
             Err(_) => {
@@ -693,6 +717,7 @@ impl Inner {
                     busy: AtomicUsize::new(0),
                     waiting: AtomicUsize::new(0),
                     retired: AtomicBool::new(false),
+                    freeze_queued: AtomicBool::new(false),
                 })
             })
             .clone()
@@ -739,6 +764,45 @@ impl Pool {
         PoolStats {
             idle: self.idle.lock().expect("pool lock poisoned").len(),
             busy: self.busy.load(Ordering::Acquire),
+        }
+    }
+}
+
+/// Freezes instances idle for `after` or longer. Sleeps while no unfrozen
+/// instance is idle; otherwise looks every `after`, so an idle instance
+/// runs on for less than twice `after` after its call.
+async fn freeze_idle(inner: Weak<Inner>, added: Arc<tokio::sync::Notify>, after: Duration) {
+    loop {
+        added.notified().await;
+        loop {
+            tokio::time::sleep(after).await;
+            let Some(inner) = inner.upgrade() else { return };
+            let pools = std::mem::take(&mut *inner.to_freeze.lock().expect("freeze lock poisoned"));
+            let mut pending = Vec::new();
+            for pool in pools {
+                let mut idle = pool.idle.lock().expect("pool lock poisoned");
+                let now = Instant::now();
+                let mut waiting = false;
+                for instance in idle.iter_mut().filter(|i| !i.frozen) {
+                    if now.saturating_duration_since(instance.last_used) >= after {
+                        instance.freeze();
+                    } else {
+                        waiting = true;
+                    }
+                }
+                if waiting {
+                    drop(idle);
+                    pending.push(pool);
+                } else {
+                    // Under the idle lock, as `park` reads it.
+                    pool.freeze_queued.store(false, Ordering::Release);
+                }
+            }
+            let mut to_freeze = inner.to_freeze.lock().expect("freeze lock poisoned");
+            to_freeze.extend(pending);
+            if to_freeze.is_empty() {
+                break;
+            }
         }
     }
 }

@@ -22,6 +22,11 @@ pub const DEFAULT_DRAIN_TIMEOUT_MS: u64 = 30_000;
 pub const DEFAULT_TENANT_CONCURRENCY: usize = 100;
 /// Generic instances kept ready per runtime, for cold starts.
 pub const DEFAULT_PREWARM: usize = 2;
+/// How long an idle instance may run on after its call before it is
+/// frozen: short enough that nothing left behind gets real work done
+/// between calls, long enough that a busy function is not frozen and
+/// thawed around every call.
+pub const DEFAULT_FREEZE_AFTER_MS: u64 = 5;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -52,6 +57,8 @@ pub struct Config {
     pub isolation: Isolation,
     /// Generic instances kept ready per runtime; 0 turns pre-warming off.
     pub prewarm: usize,
+    /// Idle time after which an instance is frozen (zero: at once).
+    pub freeze_after: Duration,
     pub limits: Limits,
 }
 
@@ -73,6 +80,7 @@ impl Default for Config {
             drain_timeout: Duration::from_millis(DEFAULT_DRAIN_TIMEOUT_MS),
             isolation: Isolation::Namespaces,
             prewarm: DEFAULT_PREWARM,
+            freeze_after: Duration::from_millis(DEFAULT_FREEZE_AFTER_MS),
             limits: Limits::default(),
         }
     }

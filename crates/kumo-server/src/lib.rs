@@ -153,7 +153,7 @@ pub async fn serve(
         max_queue: config.max_queue,
         tenant_concurrency: config.tenant_concurrency,
         start_timeout: Duration::from_secs(10),
-        freeze_idle: true,
+        freeze_after: Some(config.freeze_after),
         log_bytes: config.limits.log_bytes,
         open_files: config.limits.open_files,
         tmp_bytes: config.limits.tmp_bytes,

@@ -86,6 +86,10 @@ struct ServeArgs {
     /// only has to load the function's code (0: start each from nothing).
     #[arg(long, default_value_t = config::DEFAULT_PREWARM, env = "KUMO_PREWARM")]
     prewarm: usize,
+    /// How long an idle instance may run on after its call before it is
+    /// frozen, in milliseconds (0: at once; at most 1000).
+    #[arg(long, default_value_t = config::DEFAULT_FREEZE_AFTER_MS, env = "KUMO_FREEZE_AFTER_MS")]
+    freeze_after_ms: u64,
 }
 
 fn parse_isolation(s: &str) -> Result<config::Isolation, String> {
@@ -145,6 +149,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         drain_timeout: Duration::from_millis(args.drain_timeout_ms),
         isolation: args.isolation,
         prewarm: args.prewarm.min(64),
+        freeze_after: Duration::from_millis(args.freeze_after_ms.min(1000)),
         limits,
         ..defaults
     };
