@@ -131,6 +131,9 @@ _call_style = 2          # 0: handler(); 1: handler(event); 2: handler(event, co
 _code_dir = None
 _loop = None             # the one persistent asyncio event loop, created on first need
 _asyncio = None
+_app = None              # a served ASGI/WSGI app (kumo_apps), when the handler is one
+_APPS_DIR = os.path.dirname(os.path.abspath(globals().get("__file__") or _SELF_FILE))
+_APPS_FILE = os.path.join(os.path.dirname(_SELF_FILE), "kumo_apps.py")  # as compiled
 
 
 # ---------------------------------------------------------------- low level
@@ -176,6 +179,7 @@ def _read_some(boundary):
         _fatal("cannot read from the channel (fd %d): %s" % (CHANNEL_FD, e))
     if not chunk:
         if boundary:
+            _shutdown_app()
             _exit(0)  # EOF between frames: the host wants us gone
         _fatal("channel closed in the middle of a frame")
     return chunk
@@ -266,7 +270,7 @@ def _send_obj(obj):
 # ---------------------------------------------------------------- errors
 
 def _is_internal(filename):
-    if filename == _SELF_FILE or filename.startswith("<frozen importlib"):
+    if filename in (_SELF_FILE, _APPS_FILE) or filename.startswith("<frozen importlib"):
         return True
     aio = sys.modules.get("asyncio")
     if aio is not None:
@@ -386,7 +390,58 @@ def _detect_call_style(fn):
     return 2 if n >= 2 else n
 
 
-def _import_handler(code_dir, entrypoint, handler_name):
+def _maybe_app(obj):
+    """Cheap test before importing kumo_apps: could obj be an ASGI or WSGI app?"""
+    if hasattr(obj, "wsgi_app"):
+        return True
+    code = _code_of(obj)
+    if code is None:
+        return False
+    return bool(code.co_flags & _CO_COROUTINE and code.co_argcount >= 3) or \
+        "start_response" in code.co_varnames[:code.co_argcount]
+
+
+def _load_apps_module():
+    from _frozen_importlib_external import SourceFileLoader, SourcelessFileLoader
+    pyc = os.path.join(_APPS_DIR, "kumo_apps.pyc")
+    if os.path.isfile(pyc):
+        loader = SourcelessFileLoader("kumo_apps", pyc)
+    else:
+        loader = SourceFileLoader("kumo_apps", os.path.join(_APPS_DIR, "kumo_apps.py"))
+    module = module_from_spec(spec_from_file_location("kumo_apps", loader.path, loader=loader))
+    loader.exec_module(module)
+    return module
+
+
+def _serve_app(obj):
+    """A handler serving obj when it is an ASGI or WSGI app, else None."""
+    global _app
+    if not _maybe_app(obj):
+        return None
+    apps = _load_apps_module()
+    kind = apps.kind(obj)
+    if kind == "asgi":
+        app = apps.AsgiApp(obj, _event_loop(), _asyncio)
+        app.startup(60)
+    elif kind == "wsgi":
+        app = apps.WsgiApp(obj)
+    else:
+        return None
+    _app = app
+    return app
+
+
+def _shutdown_app():
+    app = _app
+    if app is not None and hasattr(app, "shutdown"):
+        try:
+            app.shutdown(2)
+        except BaseException:
+            pass
+        _flush_std()
+
+
+def _import_handler(code_dir, entrypoint, handler_name, paths=()):
     global _code_dir
     rel = os.path.normpath(entrypoint)
     if (not rel.endswith(".py") or os.path.isabs(rel) or rel == ".." or rel.startswith("../")):
@@ -402,6 +457,8 @@ def _import_handler(code_dir, entrypoint, handler_name):
         name = name[:-9]
 
     sys.path.insert(0, code_dir)
+    # Dependency layers come after the deployment's own files.
+    sys.path[1:1] = [p for p in paths if p not in sys.path]
     os.chdir(code_dir)
     spec = spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
@@ -417,12 +474,15 @@ def _import_handler(code_dir, entrypoint, handler_name):
     module = sys.modules.get(name, module)  # a module may replace itself in sys.modules
 
     obj = module
+    if handler_name == "handler" and not hasattr(module, "handler") and hasattr(module, "app"):
+        handler_name = "app"  # a web app (FastAPI, Flask…) under its usual name
     for part in handler_name.split("."):
         try:
             obj = getattr(obj, part)
         except AttributeError:
             raise _LoadError("HandlerNotFound",
-                             "%s has no attribute %r" % (entrypoint, handler_name)) from None
+                             "%s has no attribute %r (define handler(event, context), or an "
+                             "ASGI/WSGI app)" % (entrypoint, handler_name)) from None
     if not callable(obj):
         raise _LoadError("HandlerNotCallable", "%r in %s is not callable (it is a %s)"
                          % (handler_name, entrypoint, type(obj).__name__))
@@ -433,6 +493,9 @@ def _import_handler(code_dir, entrypoint, handler_name):
         raise _LoadError("HandlerNotSupported",
                          "%r in %s is %s function; a handler must return its result, not yield it"
                          % (handler_name, entrypoint, kind))
+    app = _serve_app(obj)
+    if app is not None:
+        return app
     if flags & (_CO_COROUTINE | _CO_ITERABLE_COROUTINE):
         _event_loop()  # pay for importing asyncio during load, not on the first request
     return obj
@@ -454,9 +517,14 @@ def _on_load(msg):
             if not key or "=" in key or "\0" in key or "\0" in value:
                 _fatal("load field env holds an invalid variable")
             os.environ[key] = value
+    paths = msg.get("paths")
+    if paths is None:
+        paths = []
+    if type(paths) is not list or not all(type(p) is str for p in paths):
+        _fatal("load field paths must be a list of strings")
     error = None
     try:
-        fn = _import_handler(code_dir, entrypoint, handler_name)
+        fn = _import_handler(code_dir, entrypoint, handler_name, paths)
     except _LoadError as e:
         error = e.payload
     except BaseException as e:

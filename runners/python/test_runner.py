@@ -236,7 +236,10 @@ class TestStartAndLoad(RunnerTestCase):
         r = self.start({"main.py": "def main(event):\n    return 1\n"})
         reply = r.load()
         self.assertEqual(reply, {"type": "load_error", "error": {
-            "type": "HandlerNotFound", "message": "main.py has no attribute 'handler'", "traceback": ""}})
+            "type": "HandlerNotFound",
+            "message": "main.py has no attribute 'handler' (define handler(event, context), "
+                       "or an ASGI/WSGI app)",
+            "traceback": ""}})
 
     def test_handler_not_callable(self):
         r = self.start({"main.py": "handler = {'a': 1}\n"})

@@ -1,7 +1,7 @@
 //! One running runner: start it, load the code, call it, capture its output.
 
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use kumo_runtimes::protocol::{
@@ -18,15 +18,42 @@ pub(crate) const CODE_DIR: &str = "/code";
 /// Where a sandbox mounts the runner sources.
 pub(crate) const RUNNER_DIR: &str = "/kumo";
 
-/// Where the code and the runner are, as the started process sees them.
+/// Where a sandbox mounts a deployment's dependency layer: for Python the
+/// layer itself (a `pip install --target` tree, put on `sys.path`); for
+/// Node.js its `node_modules` at `/node_modules`, the last directory
+/// Node.js looks in from `/code`, for `require` and `import` alike.
+pub(crate) fn layer_target(runtime: kumo_runtimes::Runtime) -> Option<&'static str> {
+    match runtime {
+        kumo_runtimes::Runtime::Python => Some("/layer"),
+        kumo_runtimes::Runtime::Node => Some("/node_modules"),
+    }
+}
+
+/// The directory of a layer that is mounted for `runtime`.
+fn layer_source(runtime: kumo_runtimes::Runtime, layer: &Path) -> PathBuf {
+    match runtime {
+        kumo_runtimes::Runtime::Node => layer.join("node_modules"),
+        kumo_runtimes::Runtime::Python => layer.to_path_buf(),
+    }
+}
+
+/// Where the code, the runner and the dependencies are, as the started
+/// process sees them.
 pub(crate) struct Layout {
     host_code_dir: PathBuf,
     pub(crate) code_dir: PathBuf,
     pub(crate) runner_dir: PathBuf,
+    /// The dependency layer's mount: host directory → path inside.
+    layer: Option<(PathBuf, PathBuf)>,
+    /// What the runner adds to its module search path.
+    pub(crate) search_paths: Vec<String>,
+    /// Variables the layout needs set (process mode only).
+    pub(crate) env: Vec<(String, String)>,
 }
 
 impl Layout {
-    pub(crate) fn new(config: &ExecutorConfig, host_code_dir: &std::path::Path) -> Layout {
+    /// The layout of `code_dir` alone, without dependencies.
+    pub(crate) fn new(config: &ExecutorConfig, host_code_dir: &Path) -> Layout {
         let isolated = config.sandbox.isolation() == kumo_sandbox::Isolation::Namespaces;
         // Inside a sandbox the code and the runner sit at fixed paths.
         let (code_dir, runner_dir) = if isolated {
@@ -41,14 +68,56 @@ impl Layout {
             host_code_dir: host_code_dir.to_path_buf(),
             code_dir,
             runner_dir,
+            layer: None,
+            search_paths: Vec::new(),
+            env: Vec::new(),
         }
     }
 
-    /// `spec` (see [`runtime_spec`]) with the code mounted and made the
-    /// working directory.
+    /// The layout of a deployment: its code and its dependency layer.
+    pub(crate) fn of(config: &ExecutorConfig, spec: &DeploymentSpec) -> Layout {
+        let mut layout = Layout::new(config, &spec.code_dir);
+        let Some(layer) = &spec.layer else {
+            return layout;
+        };
+        let source = layer_source(spec.runtime, layer);
+        let isolated = config.sandbox.isolation() == kumo_sandbox::Isolation::Namespaces;
+        let seen = match layer_target(spec.runtime) {
+            Some(target) if isolated => {
+                layout.layer = Some((source, PathBuf::from(target)));
+                PathBuf::from(target)
+            }
+            _ => source,
+        };
+        match spec.runtime {
+            kumo_runtimes::Runtime::Python => {
+                layout
+                    .search_paths
+                    .push(seen.to_string_lossy().into_owned());
+            }
+            // Without a sandbox there is no /node_modules: `require` finds
+            // the layer through NODE_PATH (`import` of a package does not).
+            kumo_runtimes::Runtime::Node if !isolated => {
+                layout
+                    .env
+                    .push(("NODE_PATH".into(), seen.to_string_lossy().into_owned()));
+            }
+            kumo_runtimes::Runtime::Node => {}
+        }
+        layout
+    }
+
+    /// What a pre-started sandbox is given: the code, and the layer.
+    pub(crate) fn attach_mounts(&self) -> Vec<(PathBuf, PathBuf)> {
+        let mut mounts = vec![(self.host_code_dir.clone(), PathBuf::from(CODE_DIR))];
+        mounts.extend(self.layer.clone());
+        mounts
+    }
+
+    /// `spec` (see [`runtime_spec`]) with the code (and layer) mounted and
+    /// the code made the working directory.
     pub(crate) fn with_code(&self, mut spec: kumo_sandbox::Spec) -> kumo_sandbox::Spec {
-        spec.mounts
-            .push((self.host_code_dir.clone(), PathBuf::from(CODE_DIR)));
+        spec.mounts.extend(self.attach_mounts());
         spec.cwd = self.code_dir.clone();
         spec
     }
@@ -80,7 +149,9 @@ pub(crate) fn runtime_spec(
         env,
         cwd: PathBuf::from("/"),
         mounts,
-        pending_mount: None,
+        writable_mounts: Vec::new(),
+        pending_mounts: Vec::new(),
+        network: kumo_sandbox::Network::None,
         limits,
     }
 }
@@ -163,7 +234,7 @@ impl Instance {
         config: &ExecutorConfig,
         logs: &mut LogCapture,
     ) -> Result<Instance, StartError> {
-        let layout = Layout::new(config, &spec.code_dir);
+        let layout = Layout::of(config, spec);
         let (program, args) = config
             .toolchain
             .runner_command(spec.runtime, &layout.runner_dir);
@@ -171,6 +242,7 @@ impl Instance {
         env.extend(
             function_env(spec)
                 .into_iter()
+                .chain(layout.env.iter().cloned())
                 .map(|(k, v)| (k.into(), v.into())),
         );
         let sandbox_spec = layout.with_code(runtime_spec(
@@ -184,13 +256,9 @@ impl Instance {
         let deadline = Instant::now() + config.start_timeout.max(spec.timeout);
         let mut instance = Instance::launch(config, &sandbox_spec, logs, deadline).await?;
         let code_dir = layout.code_dir.to_string_lossy();
-        instance
-            .load(
-                Load::new(&code_dir, &spec.entrypoint, &spec.handler),
-                logs,
-                deadline,
-            )
-            .await?;
+        let mut load = Load::new(&code_dir, &spec.entrypoint, &spec.handler);
+        load.paths = &layout.search_paths;
+        instance.load(load, logs, deadline).await?;
         tracing::debug!(function = %spec.function_name, "instance ready");
         Ok(instance)
     }
@@ -218,7 +286,10 @@ impl Instance {
             tmp_bytes: config.tmp_bytes,
         };
         let mut sandbox_spec = runtime_spec(config, runtime, program, args, base_env(), limits);
-        sandbox_spec.pending_mount = Some(PathBuf::from(CODE_DIR));
+        sandbox_spec.pending_mounts = std::iter::once(CODE_DIR)
+            .chain(layer_target(runtime))
+            .map(PathBuf::from)
+            .collect();
         let mut logs = LogCapture::new(4096);
         let deadline = Instant::now() + config.start_timeout;
         Instance::launch(config, &sandbox_spec, &mut logs, deadline).await
@@ -234,8 +305,9 @@ impl Instance {
         logs: &mut LogCapture,
     ) -> Result<(), StartError> {
         let started = Instant::now();
+        let layout = Layout::of(config, spec);
         self.handle
-            .attach(&spec.code_dir, &instance_limits(spec, config))
+            .attach(&layout.attach_mounts(), &instance_limits(spec, config))
             .await
             .map_err(|e| {
                 self.handle.kill();
@@ -246,11 +318,12 @@ impl Instance {
         // Meter the function from here, not the generic start.
         self.reset_peak_memory();
         self.last_usage = self.usage();
-        let layout = Layout::new(config, &spec.code_dir);
         let code_dir = layout.code_dir.to_string_lossy();
-        let env = function_env(spec);
+        let mut env = function_env(spec);
+        env.extend(layout.env.iter().cloned());
         let mut load = Load::new(&code_dir, &spec.entrypoint, &spec.handler);
         load.env = &env;
+        load.paths = &layout.search_paths;
         let deadline = Instant::now() + config.start_timeout.max(spec.timeout);
         self.load(load, logs, deadline).await?;
         tracing::debug!(

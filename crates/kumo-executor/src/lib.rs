@@ -96,6 +96,8 @@ pub struct DeploymentSpec {
     pub runtime: Runtime,
     /// The deployment's files, read-only.
     pub code_dir: PathBuf,
+    /// Its installed dependencies (a built layer), read-only.
+    pub layer: Option<PathBuf>,
     pub entrypoint: String,
     pub handler: String,
     pub timeout: Duration,

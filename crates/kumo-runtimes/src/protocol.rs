@@ -150,6 +150,10 @@ pub struct Load<'a> {
     /// (a pre-started runner learns its function's environment this way).
     #[serde(skip_serializing_if = "<[_]>::is_empty", serialize_with = "env_map")]
     pub env: &'a [(String, String)],
+    /// Directories of installed dependencies, searched after the code
+    /// (Python's `sys.path`; other runners may ignore it).
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub paths: &'a [String],
 }
 
 fn env_map<S: serde::Serializer>(env: &&[(String, String)], s: S) -> Result<S::Ok, S::Error> {
@@ -164,6 +168,7 @@ impl<'a> Load<'a> {
             entrypoint,
             handler,
             env: &[],
+            paths: &[],
         }
     }
 }

@@ -7,12 +7,16 @@ use crate::ToolchainError;
 
 /// The runner, started once per instance.
 pub const RUNNER_SOURCE: &str = include_str!("../../../runners/python/kumo_runner.py");
+/// Serves ASGI and WSGI apps; imported by the runner when it loads one.
+pub const APPS_SOURCE: &str = include_str!("../../../runners/python/kumo_apps.py");
 /// The deploy-time syntax checker; compiles, never executes.
 pub const CHECK_SOURCE: &str = include_str!("../../../runners/python/kumo_check.py");
 
 pub const RUNNER_FILE: &str = "kumo_runner.py";
 pub const RUNNER_PYC: &str = "kumo_runner.pyc";
 pub const CHECK_FILE: &str = "kumo_check.py";
+pub const APPS_FILE: &str = "kumo_apps.py";
+pub const APPS_PYC: &str = "kumo_apps.pyc";
 
 /// Interpreters tried in order when none is configured. Versioned system
 /// binaries first: a bare `python3` on PATH is often a slow shim.
@@ -29,19 +33,30 @@ const CANDIDATES: &[&str] = &[
 pub(crate) fn write_sources(dir: &Path) -> std::io::Result<()> {
     crate::write_files(
         dir,
-        &[(RUNNER_FILE, RUNNER_SOURCE), (CHECK_FILE, CHECK_SOURCE)],
+        &[
+            (RUNNER_FILE, RUNNER_SOURCE),
+            (CHECK_FILE, CHECK_SOURCE),
+            (APPS_FILE, APPS_SOURCE),
+        ],
     )
 }
 
-/// Compiles the runner to bytecode once, so no instance has to.
+/// Compiles the runner and its app adapter to bytecode once, so no
+/// instance has to.
 pub(crate) fn precompile(interpreter: &Path, dir: &Path) {
-    let source = dir.join(RUNNER_FILE);
-    let target = dir.join(RUNNER_PYC);
-    let _ = std::fs::remove_file(&target);
-    let status = std::process::Command::new(interpreter)
-        .args(["-I", "-S", "-c", "import py_compile, sys; py_compile.compile(sys.argv[1], cfile=sys.argv[2], doraise=True)"])
-        .arg(&source)
-        .arg(&target)
+    let pairs = [(RUNNER_FILE, RUNNER_PYC), (APPS_FILE, APPS_PYC)];
+    let mut command = std::process::Command::new(interpreter);
+    command.args([
+        "-I",
+        "-S",
+        "-c",
+        "import py_compile, sys\na = sys.argv[1:]\nfor i in range(0, len(a), 2): py_compile.compile(a[i], cfile=a[i + 1], doraise=True)",
+    ]);
+    for (source, target) in pairs {
+        let _ = std::fs::remove_file(dir.join(target));
+        command.arg(dir.join(source)).arg(dir.join(target));
+    }
+    let status = command
         .env_clear()
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -50,7 +65,9 @@ pub(crate) fn precompile(interpreter: &Path, dir: &Path) {
         tracing::warn!(
             "could not precompile the Python runner; instances will compile it at start"
         );
-        let _ = std::fs::remove_file(&target);
+        for (_, target) in pairs {
+            let _ = std::fs::remove_file(dir.join(target));
+        }
     }
 }
 

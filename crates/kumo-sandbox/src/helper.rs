@@ -47,6 +47,9 @@ pub(crate) struct HelperSpec {
     pub(crate) root_dir: PathBuf,
     /// Read-only bind mounts: host source → path inside.
     pub(crate) mounts: Vec<(PathBuf, PathBuf)>,
+    /// Read-write bind mounts of host directories: source → path inside.
+    pub(crate) writable_mounts: Vec<(PathBuf, PathBuf)>,
+    pub(crate) network: crate::Network,
     /// Symbolic links to create inside: path → target.
     pub(crate) symlinks: Vec<(PathBuf, PathBuf)>,
     /// The `cgroup.procs` files of the instance's cgroup, to join first.
@@ -63,18 +66,18 @@ pub(crate) struct HelperSpec {
     pub(crate) open_files: u64,
     pub(crate) file_size_bytes: u64,
     pub(crate) pids: u64,
-    /// An empty directory made inside at this path, for [`Attach`] to
-    /// mount onto later. When set, the host passed a control socket with
-    /// the spec.
-    pub(crate) pending_mount: Option<PathBuf>,
+    /// Empty directories made inside at these paths, for [`Attach`] to
+    /// mount onto later. When there are any, the host passed a control
+    /// socket with the spec.
+    pub(crate) pending_mounts: Vec<PathBuf>,
 }
 
-/// A request on the control socket: bind `source` (a host path) read-only
-/// at the pending mount point and resize `/tmp`. Sent once, while the
-/// program waits.
+/// A request on the control socket: bind host directories read-only at
+/// pending mount points (source → path inside) and resize `/tmp`. Sent
+/// once, while the program waits.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Attach {
-    pub(crate) source: PathBuf,
+    pub(crate) mounts: Vec<(PathBuf, PathBuf)>,
     pub(crate) tmp_bytes: u64,
 }
 
@@ -100,8 +103,8 @@ fn helper() -> Result<i32, String> {
     // fd 0 is the channel; the host wrote the spec on it as the first
     // frame, with the control socket attached when there is one.
     let (spec, control) = read_spec()?;
-    if spec.pending_mount.is_some() != control.is_some() {
-        return Err("a pending mount needs a control socket, and only it".into());
+    if spec.pending_mounts.is_empty() == control.is_some() {
+        return Err("pending mounts need a control socket, and only they".into());
     }
 
     // Join the instance's cgroup before anything else is created, so every
@@ -146,13 +149,16 @@ fn helper() -> Result<i32, String> {
 
     let (go_read, go_write) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe2: {e}"))?;
-    let flags = CloneFlags::CLONE_NEWUSER
+    let mut flags = CloneFlags::CLONE_NEWUSER
         | CloneFlags::CLONE_NEWPID
         | CloneFlags::CLONE_NEWNS
-        | CloneFlags::CLONE_NEWNET
         | CloneFlags::CLONE_NEWIPC
         | CloneFlags::CLONE_NEWUTS
         | CloneFlags::CLONE_NEWCGROUP;
+    // Egress keeps the host's network (Landlock narrows it in the runner).
+    if spec.network == crate::Network::None {
+        flags |= CloneFlags::CLONE_NEWNET;
+    }
     let mut stack = vec![0u8; 1024 * 1024];
     // The init must not hold the helper's own descriptors.
     let helper_fds: Vec<i32> = [Some(&server), control.as_ref()]
@@ -195,13 +201,13 @@ fn helper() -> Result<i32, String> {
     // The helper must not hold the channel or the log pipes: the host
     // learns that the runner died from their closing.
     release_stdio();
-    let late = match (control, &spec.pending_mount) {
-        (Some(control), Some(target)) => Some(LateMount {
+    let late = match control {
+        Some(control) => Some(LateMount {
             control,
-            target: target.clone(),
+            targets: spec.pending_mounts.clone(),
             namespace: open_mount_namespace(child)?,
         }),
-        _ => None,
+        None => None,
     };
     watch(child, &server, spec.freezer_procs.as_deref(), late)
 }
@@ -209,8 +215,8 @@ fn helper() -> Result<i32, String> {
 /// What the helper needs to serve an [`Attach`] request.
 struct LateMount {
     control: OwnedFd,
-    /// The pending mount point, as seen inside.
-    target: PathBuf,
+    /// The pending mount points, as seen inside.
+    targets: Vec<PathBuf>,
     /// The sandbox's mount namespace, entered for the attach.
     namespace: OwnedFd,
 }
@@ -428,35 +434,60 @@ fn open_mount_namespace(child: Pid) -> Result<OwnedFd, String> {
     move_high(&OwnedFd::from(file))
 }
 
-/// Binds `attach.source` read-only at the pending mount point inside the
-/// running sandbox, and resizes its `/tmp`.
+/// Binds each `attach.mounts` source read-only at its pending mount
+/// point inside the running sandbox, and resizes its `/tmp`.
 ///
-/// The bind is cloned here, where host paths are visible, as a detached
-/// mount (`open_tree`); this process then enters the sandbox's mount
+/// The binds are cloned here, where host paths are visible, as detached
+/// mounts (`open_tree`); this process then enters the sandbox's mount
 /// namespace (it is privileged over the sandbox's user namespace) and
-/// attaches the mount there (`move_mount`). The sandbox's processes have
-/// no capabilities and no mount system calls, so they can neither undo
-/// nor change it.
+/// attaches them there (`move_mount`). The sandbox's processes have no
+/// capabilities and no mount system calls, so they can neither undo nor
+/// change them.
 fn attach_mount(late: &LateMount, attach: &Attach) -> Result<(), String> {
+    let mut trees = Vec::new();
+    for (source, target) in &attach.mounts {
+        if !late.targets.contains(target) {
+            return Err(format!("{} is not a pending mount point", target.display()));
+        }
+        let target = CString::new(target.as_os_str().as_encoded_bytes())
+            .map_err(|_| "a pending mount point holds NUL".to_string())?;
+        trees.push((detached_read_only_tree(source)?, target));
+    }
+    nix::sched::setns(&late.namespace, CloneFlags::CLONE_NEWNS)
+        .map_err(|e| format!("entering the sandbox's mount namespace: {e}"))?;
+    for (tree, target) in &trees {
+        move_tree(tree, target)?;
+    }
+    // The tmpfs is shared with the helper's view; its size is the
+    // superblock's, so a remount here resizes the sandbox's /tmp.
+    mnt(
+        None,
+        Path::new("/tmp"),
+        None,
+        MsFlags::MS_REMOUNT | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some(&format!("size={}", attach.tmp_bytes.max(4096))),
+    )
+}
+
+/// A detached, read-only, nosuid, nodev clone of the mount at `source`.
+fn detached_read_only_tree(source: &Path) -> Result<OwnedFd, String> {
     use std::os::fd::{AsRawFd, FromRawFd};
-    let source = CString::new(attach.source.as_os_str().as_encoded_bytes())
+    let path = CString::new(source.as_os_str().as_encoded_bytes())
         .map_err(|_| "the attach source holds NUL".to_string())?;
-    let target = CString::new(late.target.as_os_str().as_encoded_bytes())
-        .map_err(|_| "the pending mount point holds NUL".to_string())?;
     const OPEN_TREE_CLONE: libc::c_uint = 1;
     // SAFETY: open_tree reads a NUL-terminated path and returns a new fd.
     let tree = unsafe {
         libc::syscall(
             libc::SYS_open_tree,
             libc::AT_FDCWD,
-            source.as_ptr(),
+            path.as_ptr(),
             OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint,
         )
     };
     if tree < 0 {
         return Err(format!(
             "open_tree({}): {}",
-            attach.source.display(),
+            source.display(),
             std::io::Error::last_os_error()
         ));
     }
@@ -486,8 +517,12 @@ fn attach_mount(late: &LateMount, attach: &Attach) -> Result<(), String> {
             std::io::Error::last_os_error()
         ));
     }
-    nix::sched::setns(&late.namespace, CloneFlags::CLONE_NEWNS)
-        .map_err(|e| format!("entering the sandbox's mount namespace: {e}"))?;
+    Ok(tree)
+}
+
+/// Attaches a detached mount at `target` in this process's namespace.
+fn move_tree(tree: &OwnedFd, target: &CString) -> Result<(), String> {
+    use std::os::fd::AsRawFd;
     const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
     // SAFETY: move_mount reads two NUL-terminated paths; `tree` is a
     // detached mount this process owns.
@@ -504,19 +539,11 @@ fn attach_mount(late: &LateMount, attach: &Attach) -> Result<(), String> {
     if rc < 0 {
         return Err(format!(
             "move_mount onto {}: {}",
-            late.target.display(),
+            target.to_string_lossy(),
             std::io::Error::last_os_error()
         ));
     }
-    // The tmpfs is shared with the helper's view; its size is the
-    // superblock's, so a remount here resizes the sandbox's /tmp.
-    mnt(
-        None,
-        Path::new("/tmp"),
-        None,
-        MsFlags::MS_REMOUNT | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-        Some(&format!("size={}", attach.tmp_bytes.max(4096))),
-    )
+    Ok(())
 }
 
 /// Points fds 0–2 at /dev/null and closes fd 3.
@@ -730,11 +757,32 @@ fn build_root(spec: &HelperSpec) -> Result<(), String> {
         }
     }
 
-    if let Some(pending) = &spec.pending_mount {
+    for (source, target) in &spec.writable_mounts {
+        // The directory itself goes to the sandbox's uid 1000 (its host
+        // uid is the second of the pair); what it holds stays as it is.
+        let owner = spec.id_base + 1;
+        std::os::unix::fs::lchown(source, Some(owner), Some(owner))
+            .map_err(|e| format!("chown {}: {e}", source.display()))?;
+        let dest = inside(root, target);
+        make_target(&dest, true)?;
+        mnt(Some(source), &dest, None, MsFlags::MS_BIND, None)?;
+        mnt(
+            None,
+            &dest,
+            None,
+            MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            None,
+        )?;
+    }
+    for pending in &spec.pending_mounts {
         make_target(&inside(root, pending), true)?;
     }
 
     // /etc: just enough for name lookups of the sandbox itself.
+    let resolv_conf = match spec.network {
+        crate::Network::None => String::new(),
+        crate::Network::Egress { .. } => fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+    };
     let etc = root.join("etc");
     make_target(&etc, true)?;
     for (name, content) in [
@@ -745,7 +793,8 @@ fn build_root(spec: &HelperSpec) -> Result<(), String> {
         ("group", "root:x:0:\nkumo:x:1000:\nnogroup:x:65534:\n"),
         ("hosts", "127.0.0.1 localhost kumo\n::1 localhost\n"),
         ("hostname", "kumo\n"),
-        ("resolv.conf", ""),
+        // Name lookups only where there is a network to look up on.
+        ("resolv.conf", resolv_conf.as_str()),
         (
             "nsswitch.conf",
             "passwd: files\ngroup: files\nhosts: files dns\n",
@@ -949,7 +998,7 @@ fn exec_runner_inner(
         .iter()
         .filter_map(|(k, v)| CString::new(format!("{k}={v}")).ok())
         .collect();
-    restrict_filesystem()?;
+    restrict(spec)?;
     for filter in filters {
         seccompiler::apply_filter(filter)
             .map_err(|e| format!("installing the seccomp filter: {e}"))?;
@@ -959,25 +1008,52 @@ fn exec_runner_inner(
 }
 
 /// Landlock, a second filesystem layer behind the read-only mounts: read
-/// and execute everywhere, write only in /tmp and to the /dev nodes.
-/// Best effort: on kernels without Landlock the mounts alone hold.
-fn restrict_filesystem() -> Result<(), String> {
+/// and execute everywhere, write only in /tmp, the writable mounts and to
+/// the /dev nodes. With egress, also the network: TCP connections to the
+/// allowed ports only, no TCP listening, and no abstract unix sockets or
+/// signals beyond the sandbox. Best effort: on kernels without Landlock
+/// (or without its network rules) the mounts and namespaces alone hold.
+fn restrict(spec: &HelperSpec) -> Result<(), String> {
     use landlock::{
-        ABI, Access, AccessFs, Ruleset, RulesetAttr, RulesetCreatedAttr, path_beneath_rules,
+        ABI, Access, AccessFs, AccessNet, NetPort, Ruleset, RulesetAttr, RulesetCreatedAttr, Scope,
+        path_beneath_rules,
     };
     let abi = ABI::V5;
-    Ruleset::default()
-        .handle_access(AccessFs::from_all(abi))
+    let writable: Vec<&Path> = std::iter::once(Path::new("/tmp"))
+        .chain(
+            spec.writable_mounts
+                .iter()
+                .map(|(_, inside)| inside.as_path()),
+        )
+        .collect();
+    let mut ruleset = Ruleset::default().handle_access(AccessFs::from_all(abi));
+    let egress_ports = match &spec.network {
+        crate::Network::None => None,
+        crate::Network::Egress { tcp_ports } => Some(tcp_ports.clone()),
+    };
+    if egress_ports.is_some() {
+        ruleset = ruleset
+            .and_then(|r| r.handle_access(AccessNet::BindTcp | AccessNet::ConnectTcp))
+            .and_then(|r| r.scope(Scope::AbstractUnixSocket | Scope::Signal));
+    }
+    let mut created = ruleset
         .and_then(|r| r.create())
         .and_then(|r| r.add_rules(path_beneath_rules(["/"], AccessFs::from_read(abi))))
-        .and_then(|r| r.add_rules(path_beneath_rules(["/tmp"], AccessFs::from_all(abi))))
+        .and_then(|r| r.add_rules(path_beneath_rules(&writable, AccessFs::from_all(abi))))
         .and_then(|r| {
             r.add_rules(path_beneath_rules(
                 ["/dev"],
                 AccessFs::from_read(abi) | AccessFs::WriteFile,
             ))
         })
-        .and_then(|r| r.restrict_self())
+        .map_err(|e| format!("landlock: {e}"))?;
+    for port in egress_ports.unwrap_or_default() {
+        created = created
+            .add_rule(NetPort::new(port, AccessNet::ConnectTcp))
+            .map_err(|e| format!("landlock: {e}"))?;
+    }
+    created
+        .restrict_self()
         .map(drop)
         .map_err(|e| format!("landlock: {e}"))
 }

@@ -84,11 +84,33 @@ pub struct Spec {
     pub cwd: PathBuf,
     /// Host paths visible read-only inside: source → path inside.
     pub mounts: Vec<(PathBuf, PathBuf)>,
-    /// A path inside left as an empty directory, for [`Handle::attach`]
-    /// to bind a host directory onto once the program is running (how a
+    /// Host directories the program may write, bound read-write: source →
+    /// path inside. The helper gives each source directory (not what is
+    /// in it) to the sandbox's host uid; [`reclaim`] takes what was
+    /// written back afterwards.
+    pub writable_mounts: Vec<(PathBuf, PathBuf)>,
+    /// Paths inside left as empty directories, for [`Handle::attach`] to
+    /// bind host directories onto once the program is running (how a
     /// pre-started process is given its files).
-    pub pending_mount: Option<PathBuf>,
+    pub pending_mounts: Vec<PathBuf>,
+    /// What the program may reach over the network.
+    pub network: Network,
     pub limits: Limits,
+}
+
+/// The network a sandbox sees.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Network {
+    /// A network namespace of its own with only `lo`, down: nothing is
+    /// reachable, not even the host's loopback (every function instance).
+    #[default]
+    None,
+    /// The host's network, for work that must fetch from outside
+    /// (dependency builds), narrowed by Landlock where the kernel has it
+    /// (6.7+ for ports, 6.12+ for scopes): TCP connections only to these
+    /// ports, no TCP listening, no abstract unix sockets or signals
+    /// outside the sandbox.
+    Egress { tcp_ports: Vec<u16> },
 }
 
 /// Per-instance resource limits.
@@ -226,14 +248,12 @@ impl Sandbox {
                 // page tables on the way to every cold start.
                 // A pending mount is attached later by the helper, which
                 // listens for it on a socket of its own, passed with the spec.
-                let control_child = match &spec.pending_mount {
-                    Some(_) => {
-                        let (host, child) =
-                            StdUnixStream::pair().map_err(SandboxError::Socketpair)?;
-                        control = Some(host);
-                        Some(child)
-                    }
-                    None => None,
+                let control_child = if spec.pending_mounts.is_empty() {
+                    None
+                } else {
+                    let (host, child) = StdUnixStream::pair().map_err(SandboxError::Socketpair)?;
+                    control = Some(host);
+                    Some(child)
                 };
                 if let Err(e) = self.send_spec(&host_end, spec, n, &group, control_child) {
                     group.remove();
@@ -348,6 +368,8 @@ impl Sandbox {
             cwd: spec.cwd.clone(),
             root_dir: self.config.work_dir.join("root"),
             mounts: spec.mounts.clone(),
+            writable_mounts: spec.writable_mounts.clone(),
+            network: spec.network.clone(),
             symlinks: self.symlinks.clone(),
             cgroup_procs: group.procs_paths(false),
             freezer_procs: group.freezer_procs(),
@@ -360,7 +382,7 @@ impl Sandbox {
             open_files: spec.limits.open_files,
             file_size_bytes: spec.limits.file_size_bytes,
             pids: spec.limits.pids,
-            pending_mount: spec.pending_mount.clone(),
+            pending_mounts: spec.pending_mounts.clone(),
         };
         let mut frame = vec![0u8; 4];
         serde_json::to_writer(&mut frame, &helper_spec)
@@ -396,6 +418,33 @@ impl Sandbox {
             .write_all(&frame[sent..])
             .map_err(|e| SandboxError::Spec(e.to_string()))
     }
+}
+
+/// Takes back what a sandbox wrote through a writable mount: every file
+/// and directory under `dir` (and `dir` itself) becomes owned by this
+/// process's user and loses its write bits, so that nothing of it can be
+/// changed by whichever sandbox later gets the same host uid. Symbolic
+/// links are changed themselves, never followed. Blocking.
+pub fn reclaim(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let uid = nix::unistd::geteuid().as_raw();
+    let gid = nix::unistd::getegid().as_raw();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        let meta = std::fs::symlink_metadata(&path)?;
+        std::os::unix::fs::lchown(&path, Some(uid), Some(gid))?;
+        if meta.file_type().is_symlink() {
+            continue;
+        }
+        let mode = meta.mode() & 0o7555 & !0o6000;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
+        if meta.is_dir() {
+            for entry in std::fs::read_dir(&path)? {
+                stack.push(entry?.path());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The cgroup limits of an instance.
@@ -519,11 +568,16 @@ pub struct Handle {
 }
 
 impl Handle {
-    /// Binds `source` read-only at the spec's pending mount point and
-    /// applies `limits` (memory, CPU, pids, /tmp size; descriptor and
+    /// Binds host directories read-only at pending mount points of the
+    /// spec (`source` → path inside; pending points not named stay empty)
+    /// and applies `limits` (memory, CPU, pids, /tmp size; descriptor and
     /// file-size rlimits stay as started). Once per process; in process
     /// mode there is nothing to mount and the limits stay as started.
-    pub async fn attach(&mut self, source: &Path, limits: &Limits) -> Result<(), SandboxError> {
+    pub async fn attach(
+        &mut self,
+        mounts: &[(PathBuf, PathBuf)],
+        limits: &Limits,
+    ) -> Result<(), SandboxError> {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         if self.config_is_process() {
             return Ok(());
@@ -533,7 +587,7 @@ impl Handle {
             .take()
             .ok_or_else(|| SandboxError::Attach("no pending mount, or attached already".into()))?;
         let request = helper::Attach {
-            source: source.to_path_buf(),
+            mounts: mounts.to_vec(),
             tmp_bytes: limits.tmp_bytes,
         };
         let body = serde_json::to_vec(&request).map_err(|e| SandboxError::Attach(e.to_string()))?;

@@ -203,6 +203,7 @@ fn bench_encode(c: &mut Criterion) {
             b.iter(|| {
                 encode_event(
                     black_box(&method),
+                    black_box("/fn/bench/hello"),
                     black_box(path),
                     black_box(&uri),
                     black_box(&headers),
@@ -230,7 +231,8 @@ fn bench_lookup_and_encode(c: &mut Criterion) {
                 let Lookup::Found(found) = table.lookup(black_box(&method), black_box(path)) else {
                     panic!("the request matches a route");
                 };
-                let event = encode_event(&method, path, &uri, &headers, &body).expect("an event");
+                let event = encode_event(&method, "/fn/bench/hello", path, &uri, &headers, &body)
+                    .expect("an event");
                 (*found.value, found.params.len(), event.get().len())
             });
         });

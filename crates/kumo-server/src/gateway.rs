@@ -78,7 +78,8 @@ async fn call(
             .into_response();
         }
     }
-    let event = match encode_event(&method, &path, &uri, &headers, &body) {
+    let base_path = format!("/fn/{project}/{function}");
+    let event = match encode_event(&method, &base_path, &path, &uri, &headers, &body) {
         Ok(event) => event,
         Err(e) => return e.into_response(),
     };
@@ -102,10 +103,17 @@ struct HttpEvent<'a> {
     path: &'a str,
     params: BTreeMap<&'a str, &'a str>,
     query: BTreeMap<Cow<'a, str>, Cow<'a, str>>,
+    /// The query string as sent (without `?`), for apps that parse it.
+    #[serde(rename = "rawQuery")]
+    raw_query: &'a str,
     headers: BTreeMap<&'a str, Cow<'a, str>>,
     body: Cow<'a, str>,
     #[serde(rename = "isBase64Encoded")]
     is_base64_encoded: bool,
+    /// The URL prefix the function is served under: `path` is what
+    /// follows it.
+    #[serde(rename = "basePath")]
+    base_path: &'a str,
 }
 
 /// Encodes the event once, straight to the JSON the runner receives.
@@ -113,6 +121,7 @@ struct HttpEvent<'a> {
 /// Public only so the benchmarks (`benches/hot_path.rs`) can reach it.
 pub fn encode_event(
     method: &Method,
+    base_path: &str,
     path: &str,
     uri: &Uri,
     headers: &HeaderMap,
@@ -158,9 +167,11 @@ pub fn encode_event(
         path,
         params: BTreeMap::new(),
         query,
+        raw_query: uri.query().unwrap_or(""),
         headers: header_map,
         body,
         is_base64_encoded,
+        base_path,
     };
     // The serializer's output is valid JSON by construction; wrapping it
     // this way does not parse it again.
@@ -308,15 +319,19 @@ mod tests {
         headers.insert("X-Thing", HeaderValue::from_static("a"));
         headers.append("x-thing", HeaderValue::from_static("b"));
         let uri: Uri = "/fn/p/f/a/b?x=1&y=2&x=3".parse().expect("uri");
-        let event = encode_event(&Method::POST, "/a/b", &uri, &headers, b"hi").expect("event");
+        let event =
+            encode_event(&Method::POST, "/fn/p/f", "/a/b", &uri, &headers, b"hi").expect("event");
         let v: Value = serde_json::from_str(event.get()).expect("json");
         assert_eq!(v["method"], "POST");
         assert_eq!(v["path"], "/a/b");
         assert_eq!(v["query"]["x"], "1,3");
+        assert_eq!(v["rawQuery"], "x=1&y=2&x=3");
+        assert_eq!(v["basePath"], "/fn/p/f");
         assert_eq!(v["headers"]["x-thing"], "a, b");
         assert_eq!(v["body"], "hi");
         assert_eq!(v["isBase64Encoded"], false);
-        let event = encode_event(&Method::GET, "/", &uri, &headers, &[0xff, 0x00]).expect("event");
+        let event = encode_event(&Method::GET, "/fn/p/f", "/", &uri, &headers, &[0xff, 0x00])
+            .expect("event");
         let v: Value = serde_json::from_str(event.get()).expect("json");
         assert_eq!(v["isBase64Encoded"], true);
         assert_eq!(v["body"], "/wA=");

@@ -149,6 +149,7 @@ async fn load(
             version: deployment.version,
             runtime,
             code_dir,
+            layer: None,
             entrypoint: deployment.entrypoint,
             handler: deployment.handler,
             timeout: Duration::from_millis(u64::try_from(function.timeout_ms).unwrap_or(1000)),

@@ -539,6 +539,7 @@ async fn check_load(state: &State, target: LoadTarget<'_>) -> ApiResult<()> {
         version: 0,
         runtime: target.runtime,
         code_dir: target.code_dir.to_path_buf(),
+        layer: None,
         entrypoint: target.entrypoint.to_string(),
         handler: target.handler.to_string(),
         timeout: std::time::Duration::from_millis(u64::try_from(s.timeout_ms).unwrap_or(1000)),
