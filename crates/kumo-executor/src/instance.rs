@@ -26,6 +26,7 @@ pub(crate) fn layer_target(runtime: kumo_runtimes::Runtime) -> Option<&'static s
     match runtime {
         kumo_runtimes::Runtime::Python => Some("/layer"),
         kumo_runtimes::Runtime::Node => Some("/node_modules"),
+        kumo_runtimes::Runtime::Custom => None,
     }
 }
 
@@ -33,7 +34,7 @@ pub(crate) fn layer_target(runtime: kumo_runtimes::Runtime) -> Option<&'static s
 fn layer_source(runtime: kumo_runtimes::Runtime, layer: &Path) -> PathBuf {
     match runtime {
         kumo_runtimes::Runtime::Node => layer.join("node_modules"),
-        kumo_runtimes::Runtime::Python => layer.to_path_buf(),
+        kumo_runtimes::Runtime::Python | kumo_runtimes::Runtime::Custom => layer.to_path_buf(),
     }
 }
 
@@ -102,7 +103,7 @@ impl Layout {
                     .env
                     .push(("NODE_PATH".into(), seen.to_string_lossy().into_owned()));
             }
-            kumo_runtimes::Runtime::Node => {}
+            kumo_runtimes::Runtime::Node | kumo_runtimes::Runtime::Custom => {}
         }
         layout
     }
@@ -123,26 +124,75 @@ impl Layout {
     }
 }
 
-/// A sandbox spec with the runtime's files and the runner mounted, and
-/// no code yet: its place is a pending mount.
+/// What a sandbox runs: the program, its arguments, and the host paths
+/// it needs mounted (the runtime's files, at the same paths inside).
+pub(crate) struct Command {
+    pub(crate) program: PathBuf,
+    pub(crate) args: Vec<std::ffi::OsString>,
+    pub(crate) paths: Vec<PathBuf>,
+    /// Whether the embedded runners' directory is mounted too.
+    pub(crate) runner: bool,
+}
+
+impl Command {
+    /// The embedded runner of `runtime`.
+    pub(crate) fn runner(
+        config: &ExecutorConfig,
+        runtime: kumo_runtimes::Runtime,
+        runner_dir: &Path,
+    ) -> Command {
+        let (program, args) = config.toolchain.runner_command(runtime, runner_dir);
+        Command {
+            program,
+            args,
+            paths: config.toolchain.runtime_paths(runtime).to_vec(),
+            runner: true,
+        }
+    }
+
+    /// What serves `spec`: its runtime's runner, or for a custom function
+    /// its own program.
+    fn of(
+        config: &ExecutorConfig,
+        spec: &DeploymentSpec,
+        layout: &Layout,
+    ) -> Result<Command, String> {
+        if spec.runtime != kumo_runtimes::Runtime::Custom {
+            return Ok(Command::runner(config, spec.runtime, &layout.runner_dir));
+        }
+        let parsed = kumo_runtimes::custom::parse_command(&spec.entrypoint)?;
+        let (program, args, paths) = config.toolchain.custom_command(&parsed, &layout.code_dir)?;
+        Ok(Command {
+            program,
+            args,
+            paths: paths.to_vec(),
+            runner: false,
+        })
+    }
+}
+
+/// A sandbox spec with a command's files (and the runners, if it is one)
+/// mounted, and no code yet.
 pub(crate) fn runtime_spec(
     config: &ExecutorConfig,
-    runtime: kumo_runtimes::Runtime,
-    program: PathBuf,
-    args: Vec<std::ffi::OsString>,
+    command: Command,
     env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
     limits: kumo_sandbox::Limits,
 ) -> kumo_sandbox::Spec {
-    let mut mounts: Vec<(PathBuf, PathBuf)> = config
-        .toolchain
-        .runtime_paths(runtime)
-        .iter()
-        .map(|p| (p.clone(), p.clone()))
-        .collect();
-    mounts.push((
-        config.toolchain.runner_dir.clone(),
-        PathBuf::from(RUNNER_DIR),
-    ));
+    let Command {
+        program,
+        args,
+        paths,
+        runner,
+    } = command;
+    let mut mounts: Vec<(PathBuf, PathBuf)> =
+        paths.iter().map(|p| (p.clone(), p.clone())).collect();
+    if runner {
+        mounts.push((
+            config.toolchain.runner_dir.clone(),
+            PathBuf::from(RUNNER_DIR),
+        ));
+    }
     kumo_sandbox::Spec {
         program,
         args,
@@ -235,9 +285,8 @@ impl Instance {
         logs: &mut LogCapture,
     ) -> Result<Instance, StartError> {
         let layout = Layout::of(config, spec);
-        let (program, args) = config
-            .toolchain
-            .runner_command(spec.runtime, &layout.runner_dir);
+        let command = Command::of(config, spec, &layout)
+            .map_err(|why| StartError::Load(CallEnd::Crashed(why)))?;
         let mut env = base_env();
         env.extend(
             function_env(spec)
@@ -247,9 +296,7 @@ impl Instance {
         );
         let sandbox_spec = layout.with_code(runtime_spec(
             config,
-            spec.runtime,
-            program,
-            args,
+            command,
             env,
             instance_limits(spec, config),
         ));
@@ -274,7 +321,7 @@ impl Instance {
         } else {
             config.toolchain.runner_dir.clone()
         };
-        let (program, args) = config.toolchain.runner_command(runtime, &runner_dir);
+        let command = Command::runner(config, runtime, &runner_dir);
         // Generous limits while it waits; the function's own are applied
         // when it is specialized.
         let limits = kumo_sandbox::Limits {
@@ -285,7 +332,7 @@ impl Instance {
             pids: config.max_pids,
             tmp_bytes: config.tmp_bytes,
         };
-        let mut sandbox_spec = runtime_spec(config, runtime, program, args, base_env(), limits);
+        let mut sandbox_spec = runtime_spec(config, command, base_env(), limits);
         sandbox_spec.pending_mounts = std::iter::once(CODE_DIR)
             .chain(layer_target(runtime))
             .map(PathBuf::from)

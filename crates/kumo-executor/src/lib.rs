@@ -239,6 +239,7 @@ impl Executor {
             to_freeze_added: Arc::new(tokio::sync::Notify::new()),
             prewarmed: Runtime::ALL
                 .iter()
+                .filter(|r| r.has_embedded_runner())
                 .map(|r| Arc::new(prewarm::Pool::new(*r)))
                 .collect(),
         });
@@ -391,10 +392,20 @@ impl Executor {
     pub async fn check_syntax(&self, runtime: Runtime, code_dir: &Path) -> Result<(), CheckError> {
         let config = &self.inner.config;
         let layout = instance::Layout::new(config, code_dir);
-        let (program, args) =
+        let Some((program, args)) =
             config
                 .toolchain
-                .checker_command(runtime, &layout.runner_dir, &layout.code_dir);
+                .checker_command(runtime, &layout.runner_dir, &layout.code_dir)
+        else {
+            // No checker for this runtime: loading the code is the check.
+            return Ok(());
+        };
+        let command = instance::Command {
+            program,
+            args,
+            paths: config.toolchain.runtime_paths(runtime).to_vec(),
+            runner: true,
+        };
         let limits = kumo_sandbox::Limits {
             open_files: config.open_files,
             file_size_bytes: config.tmp_bytes,
@@ -405,9 +416,7 @@ impl Executor {
         };
         let spec = layout.with_code(instance::runtime_spec(
             config,
-            runtime,
-            program,
-            args,
+            command,
             instance::base_env(),
             limits,
         ));

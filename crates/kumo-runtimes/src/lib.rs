@@ -5,12 +5,14 @@
 //! - [`python`]: the embedded Python runner, the syntax checker, and the
 //!   choice of a fast interpreter;
 //! - [`node`]: the embedded Node.js runner and syntax checker;
+//! - [`custom`]: programs of the deployment that speak the protocol;
 //! - [`check`]: the answer of a deploy-time checker.
 //!
 //! This crate does not start instances (the executor does, through the
 //! sandbox) and knows nothing of HTTP or storage.
 
 pub mod check;
+pub mod custom;
 pub mod node;
 pub mod protocol;
 pub mod python;
@@ -22,15 +24,18 @@ use std::path::{Path, PathBuf};
 pub enum Runtime {
     Python,
     Node,
+    /// A program of the deployment that speaks the runner protocol.
+    Custom,
 }
 
 impl Runtime {
-    pub const ALL: &'static [Runtime] = &[Runtime::Python, Runtime::Node];
+    pub const ALL: &'static [Runtime] = &[Runtime::Python, Runtime::Node, Runtime::Custom];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Runtime::Python => "python",
             Runtime::Node => "node",
+            Runtime::Custom => "custom",
         }
     }
 
@@ -38,6 +43,7 @@ impl Runtime {
         match s {
             "python" | "python3" => Some(Runtime::Python),
             "node" | "nodejs" | "javascript" => Some(Runtime::Node),
+            "custom" | "provided" => Some(Runtime::Custom),
             _ => None,
         }
     }
@@ -47,15 +53,14 @@ impl Runtime {
         match self {
             Runtime::Python => "main.py",
             Runtime::Node => "index.js",
+            Runtime::Custom => custom::DEFAULT_ENTRYPOINT,
         }
     }
 
-    /// The file name endings an entrypoint of this runtime may have.
-    pub fn source_extensions(self) -> &'static [&'static str] {
-        match self {
-            Runtime::Python => &[".py"],
-            Runtime::Node => &[".js", ".mjs", ".cjs"],
-        }
+    /// Whether Kumo embeds this runtime's runner, so that its sandboxes
+    /// can be started before any code is known (pre-warming).
+    pub fn has_embedded_runner(self) -> bool {
+        !matches!(self, Runtime::Custom)
     }
 }
 
@@ -73,6 +78,9 @@ pub struct Toolchain {
     pub node: Option<PathBuf>,
     /// Host paths the Node.js runtime needs (the binary, its libraries).
     pub node_paths: Vec<PathBuf>,
+    /// Host paths a compiled custom program needs (the C library, its
+    /// loader and a few common libraries).
+    pub base_paths: Vec<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -119,32 +127,53 @@ impl Toolchain {
         python::precompile(&python, &runner_dir);
         let python_paths = python::runtime_paths(&python);
         let node_paths = node.as_deref().map(node::runtime_paths).unwrap_or_default();
+        let base_paths = custom::base_paths(&python);
         Ok(Toolchain {
             python,
             runner_dir,
             python_paths,
             node,
             node_paths,
+            base_paths,
         })
     }
 
     /// Whether this host can run `runtime`.
     pub fn has(&self, runtime: Runtime) -> bool {
         match runtime {
-            Runtime::Python => true,
+            Runtime::Python | Runtime::Custom => true,
             Runtime::Node => self.node.is_some(),
         }
     }
 
-    /// The binary that runs `runtime` (its runner and its checker).
+    /// The binary that runs `runtime`'s runner and checker (for custom:
+    /// nothing of Kumo's; see [`Toolchain::custom_command`]).
     fn binary(&self, runtime: Runtime) -> PathBuf {
         match runtime {
-            Runtime::Python => self.python.clone(),
+            Runtime::Python | Runtime::Custom => self.python.clone(),
             // Callers check `has` first; a missing node fails at exec.
             Runtime::Node => self
                 .node
                 .clone()
                 .unwrap_or_else(|| PathBuf::from("/usr/bin/node")),
+        }
+    }
+
+    /// The program, arguments and host paths of a custom entrypoint, with
+    /// the deployment at `code_dir` (as the process sees it).
+    pub fn custom_command(
+        &self,
+        command: &custom::Command,
+        code_dir: &Path,
+    ) -> Result<(PathBuf, Vec<std::ffi::OsString>, &[PathBuf]), String> {
+        let args = command.args.iter().map(Into::into).collect();
+        match &command.program {
+            custom::Program::File(path) => Ok((code_dir.join(path), args, &self.base_paths)),
+            custom::Program::Python => Ok((self.python.clone(), args, &self.python_paths)),
+            custom::Program::Node => match &self.node {
+                Some(node) => Ok((node.clone(), args, &self.node_paths)),
+                None => Err("this server has no node binary (see --node)".into()),
+            },
         }
     }
 
@@ -179,18 +208,23 @@ impl Toolchain {
                 self.binary(runtime),
                 vec![runner_dir.join(node::RUNNER_FILE).into_os_string()],
             ),
+            // Never started this way: the executor builds a custom
+            // program's command from its entrypoint.
+            Runtime::Custom => (PathBuf::from("/nonexistent"), Vec::new()),
         }
     }
 
     /// The program and arguments of the deploy-time checker of `runtime`
-    /// over the files in `code_dir` (paths as the process sees them).
+    /// over the files in `code_dir` (paths as the process sees them);
+    /// `None` for a runtime with no checker (custom programs).
     pub fn checker_command(
         &self,
         runtime: Runtime,
         runner_dir: &Path,
         code_dir: &Path,
-    ) -> (PathBuf, Vec<std::ffi::OsString>) {
-        match runtime {
+    ) -> Option<(PathBuf, Vec<std::ffi::OsString>)> {
+        Some(match runtime {
+            Runtime::Custom => return None,
             Runtime::Python => (
                 self.binary(runtime),
                 vec![
@@ -212,7 +246,7 @@ impl Toolchain {
                     code_dir.as_os_str().to_owned(),
                 ],
             ),
-        }
+        })
     }
 
     /// Host paths a runtime needs inside a sandbox.
@@ -220,6 +254,7 @@ impl Toolchain {
         match runtime {
             Runtime::Python => &self.python_paths,
             Runtime::Node => &self.node_paths,
+            Runtime::Custom => &self.base_paths,
         }
     }
 }

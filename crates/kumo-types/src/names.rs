@@ -51,8 +51,13 @@ pub fn validate_relative_path(path: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// A Python entrypoint: a relative path to a `.py` file.
+/// An entrypoint: a relative path to a source file of the runtime; for
+/// the custom runtime a command line, checked where it is parsed
+/// (`kumo_runtimes::custom`).
 pub fn validate_entrypoint(runtime: &str, entrypoint: &str) -> Result<(), String> {
+    if runtime == "custom" {
+        return Ok(());
+    }
     validate_relative_path(entrypoint)?;
     if runtime == "python" && !entrypoint.ends_with(".py") {
         return Err(format!(

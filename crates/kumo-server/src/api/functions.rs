@@ -372,12 +372,8 @@ pub(crate) async fn deploy(
     }
     let entrypoint = entrypoint.unwrap_or_else(|| runtime.default_entrypoint().to_string());
     validate_entrypoint(runtime.as_str(), &entrypoint).map_err(invalid)?;
-    if !files.iter().any(|f| f.path == entrypoint) {
-        return Err(ApiError::new(
-            ErrorCode::InvalidFiles,
-            format!("the entrypoint '{entrypoint}' is not among the uploaded files"),
-        ));
-    }
+    let mut files = files;
+    check_entrypoint_file(runtime, &entrypoint, &mut files)?;
     let handler = handler.unwrap_or_else(|| "handler".into());
     validate_handler(&handler).map_err(invalid)?;
     let settings = merge_settings(existing.as_ref(), Some(runtime), &settings, &limits)?;
@@ -489,6 +485,39 @@ pub(crate) async fn deploy(
             url,
         }),
     ))
+}
+
+/// The entrypoint's file must be among the files; a custom program's is
+/// made executable (JSON uploads carry no file modes).
+fn check_entrypoint_file(
+    runtime: Runtime,
+    entrypoint: &str,
+    files: &mut [upload::UploadFile],
+) -> ApiResult<()> {
+    let file = if runtime == Runtime::Custom {
+        match kumo_runtimes::custom::parse_command(entrypoint).map_err(invalid)? {
+            kumo_runtimes::custom::Command {
+                program: kumo_runtimes::custom::Program::File(path),
+                ..
+            } => Some(path),
+            _ => None,
+        }
+    } else {
+        Some(entrypoint.to_string())
+    };
+    let Some(path) = file else { return Ok(()) };
+    match files.iter_mut().find(|f| f.path == path) {
+        Some(f) => {
+            if runtime == Runtime::Custom {
+                f.executable = true;
+            }
+            Ok(())
+        }
+        None => Err(ApiError::new(
+            ErrorCode::InvalidFiles,
+            format!("the entrypoint '{path}' is not among the uploaded files"),
+        )),
+    }
 }
 
 /// Syntax-checks the sources (in a sandbox); a failure names the file and

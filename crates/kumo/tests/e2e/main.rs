@@ -9,11 +9,13 @@
 //! - [`limits`]: concurrency, timeouts, crashes, log and body caps;
 //! - [`api`]: auth, error shapes, validation, tokens, docs and metrics;
 //! - [`node`]: Node.js functions and their sandbox;
+//! - [`custom`]: programs that speak the runner protocol themselves;
 //! - [`prewarm`]: pre-warmed sandboxes and the keep-alive;
 //! - [`security`]: hostile functions and requests against the sandbox.
 
 mod api;
 mod core;
+mod custom;
 mod limits;
 mod node;
 mod prewarm;
