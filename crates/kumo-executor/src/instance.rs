@@ -19,13 +19,14 @@ pub(crate) const CODE_DIR: &str = "/code";
 pub(crate) const RUNNER_DIR: &str = "/kumo";
 
 /// Where a sandbox mounts a deployment's dependency layer: for Python the
-/// layer itself (a `pip install --target` tree, put on `sys.path`); for
-/// Node.js its `node_modules` at `/node_modules`, the last directory
-/// Node.js looks in from `/code`, for `require` and `import` alike.
+/// layer itself (a `pip install --target` tree, put on `sys.path`) at
+/// `/kumo/layer`, beside the runner; for Node.js its `node_modules` at
+/// `/code/node_modules`, where `require` and `import` look first. Neither
+/// adds anything to the sandbox's root.
 pub(crate) fn layer_target(runtime: kumo_runtimes::Runtime) -> Option<&'static str> {
     match runtime {
-        kumo_runtimes::Runtime::Python => Some("/layer"),
-        kumo_runtimes::Runtime::Node => Some("/node_modules"),
+        kumo_runtimes::Runtime::Python => Some(kumo_runtimes::python::LAYER_DIR),
+        kumo_runtimes::Runtime::Node => Some("/code/node_modules"),
         kumo_runtimes::Runtime::Custom => None,
     }
 }
@@ -85,6 +86,10 @@ impl Layout {
         let isolated = config.sandbox.isolation() == kumo_sandbox::Isolation::Namespaces;
         let seen = match layer_target(spec.runtime) {
             Some(target) if isolated => {
+                if let Ok(inside_code) = Path::new(target).strip_prefix(CODE_DIR) {
+                    // The mount point must exist in the (read-only) code.
+                    let _ = std::fs::create_dir_all(spec.code_dir.join(inside_code));
+                }
                 layout.layer = Some((source, PathBuf::from(target)));
                 PathBuf::from(target)
             }
@@ -96,8 +101,8 @@ impl Layout {
                     .search_paths
                     .push(seen.to_string_lossy().into_owned());
             }
-            // Without a sandbox there is no /node_modules: `require` finds
-            // the layer through NODE_PATH (`import` of a package does not).
+            // Without a sandbox nothing is mounted: `require` finds the
+            // layer through NODE_PATH (`import` of a package does not).
             kumo_runtimes::Runtime::Node if !isolated => {
                 layout
                     .env
@@ -333,8 +338,9 @@ impl Instance {
             tmp_bytes: config.tmp_bytes,
         };
         let mut sandbox_spec = runtime_spec(config, command, base_env(), limits);
+        // A layer under /code is mounted once /code is there.
         sandbox_spec.pending_mounts = std::iter::once(CODE_DIR)
-            .chain(layer_target(runtime))
+            .chain(layer_target(runtime).filter(|t| !t.starts_with(CODE_DIR)))
             .map(PathBuf::from)
             .collect();
         let mut logs = LogCapture::new(4096);

@@ -125,9 +125,23 @@ impl Toolchain {
                 source,
             })?;
         python::precompile(&python, &runner_dir);
-        let python_paths = python::runtime_paths(&python);
-        let node_paths = node.as_deref().map(node::runtime_paths).unwrap_or_default();
+        // Compiled packages (manylinux wheels, native npm modules) may
+        // link the base libraries (libgcc_s, libstdc++…) that the
+        // interpreters themselves do not: every runtime gets them.
         let base_paths = custom::base_paths(&python);
+        let with_base = |paths: Vec<PathBuf>| {
+            outermost(
+                paths
+                    .into_iter()
+                    .chain(base_paths.iter().cloned())
+                    .collect(),
+            )
+        };
+        let python_paths = with_base(python::runtime_paths(&python));
+        let node_paths = match node.as_deref() {
+            Some(node) => with_base(node::runtime_paths(node)),
+            None => Vec::new(),
+        };
         Ok(Toolchain {
             python,
             runner_dir,

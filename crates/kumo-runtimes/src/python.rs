@@ -16,6 +16,10 @@ pub const RUNNER_FILE: &str = "kumo_runner.py";
 pub const RUNNER_PYC: &str = "kumo_runner.pyc";
 pub const CHECK_FILE: &str = "kumo_check.py";
 pub const APPS_FILE: &str = "kumo_apps.py";
+/// Where a sandbox mounts a Python deployment's dependency layer: an
+/// empty directory of the runner directory (so nothing new appears at the
+/// sandbox's root), on `sys.path` after the code.
+pub const LAYER_DIR: &str = "/kumo/layer";
 pub const APPS_PYC: &str = "kumo_apps.pyc";
 
 /// Interpreters tried in order when none is configured. Versioned system
@@ -31,6 +35,8 @@ const CANDIDATES: &[&str] = &[
 ];
 
 pub(crate) fn write_sources(dir: &Path) -> std::io::Result<()> {
+    // The mount point of dependency layers (see LAYER_DIR).
+    std::fs::create_dir_all(dir.join("layer"))?;
     crate::write_files(
         dir,
         &[

@@ -446,7 +446,12 @@ fn open_mount_namespace(child: Pid) -> Result<OwnedFd, String> {
 fn attach_mount(late: &LateMount, attach: &Attach) -> Result<(), String> {
     let mut trees = Vec::new();
     for (source, target) in &attach.mounts {
-        if !late.targets.contains(target) {
+        // A pending mount point, or a directory inside one attached first.
+        let pending = late.targets.contains(target)
+            || attach.mounts.iter().any(|(_, earlier)| {
+                earlier != target && late.targets.contains(earlier) && target.starts_with(earlier)
+            });
+        if !pending {
             return Err(format!("{} is not a pending mount point", target.display()));
         }
         let target = CString::new(target.as_os_str().as_encoded_bytes())

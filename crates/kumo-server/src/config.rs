@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use kumo_builder::{NpmSource, PipSource};
 pub use kumo_sandbox::Isolation;
 use kumo_types::Limits;
 
@@ -27,6 +28,41 @@ pub const DEFAULT_PREWARM: usize = 2;
 /// between calls, long enough that a busy function is not frozen and
 /// thawed around every call.
 pub const DEFAULT_FREEZE_AFTER_MS: u64 = 5;
+/// How long an unused dependency layer is kept (a week).
+pub const DEFAULT_LAYER_TTL_SECS: u64 = 7 * 24 * 3600;
+/// How long one dependency build may take.
+pub const DEFAULT_BUILD_TIMEOUT_SECS: u64 = 600;
+/// Memory of a dependency build's sandbox.
+pub const DEFAULT_BUILD_MEMORY_MB: u64 = 2048;
+
+/// Where dependencies come from and how builds run.
+#[derive(Debug, Clone)]
+pub struct BuildConfig {
+    /// A pip wheel to install Python dependencies with; found when unset.
+    pub pip: Option<PathBuf>,
+    pub pip_source: PipSource,
+    /// npm's package directory; found when unset.
+    pub npm: Option<PathBuf>,
+    pub npm_source: NpmSource,
+    pub timeout: Duration,
+    pub memory_mb: u64,
+    /// Layers no active deployment uses are removed after this long.
+    pub layer_ttl: Duration,
+}
+
+impl Default for BuildConfig {
+    fn default() -> Self {
+        BuildConfig {
+            pip: None,
+            pip_source: PipSource::default(),
+            npm: None,
+            npm_source: NpmSource::default(),
+            timeout: Duration::from_secs(DEFAULT_BUILD_TIMEOUT_SECS),
+            memory_mb: DEFAULT_BUILD_MEMORY_MB,
+            layer_ttl: Duration::from_secs(DEFAULT_LAYER_TTL_SECS),
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -59,6 +95,8 @@ pub struct Config {
     pub prewarm: usize,
     /// Idle time after which an instance is frozen (zero: at once).
     pub freeze_after: Duration,
+    /// Dependency builds.
+    pub builds: BuildConfig,
     pub limits: Limits,
 }
 
@@ -81,6 +119,7 @@ impl Default for Config {
             isolation: Isolation::Namespaces,
             prewarm: DEFAULT_PREWARM,
             freeze_after: Duration::from_millis(DEFAULT_FREEZE_AFTER_MS),
+            builds: BuildConfig::default(),
             limits: Limits::default(),
         }
     }

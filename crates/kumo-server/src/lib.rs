@@ -10,6 +10,7 @@
 
 mod api;
 mod auth;
+mod builds;
 pub mod config;
 mod dispatch;
 mod error;
@@ -58,6 +59,7 @@ struct Inner {
     config: Config,
     store: Store,
     executor: Executor,
+    builder: kumo_builder::Builder,
     registry: registry::Registry,
     recorder: recorder::Recorder,
     auth: auth::Auth,
@@ -82,6 +84,9 @@ impl State {
     }
     fn executor(&self) -> &Executor {
         &self.inner.executor
+    }
+    fn builder(&self) -> &kumo_builder::Builder {
+        &self.inner.builder
     }
     fn registry(&self) -> &registry::Registry {
         &self.inner.registry
@@ -143,6 +148,18 @@ pub async fn serve(
         None => tracing::info!("no node binary found: the node runtime is off (see --node)"),
     }
     let sandbox = Arc::new(start_sandbox(&config)?);
+    let builder = kumo_builder::Builder::new(kumo_builder::BuilderConfig {
+        sandbox: sandbox.clone(),
+        toolchain: toolchain.clone(),
+        layers_dir: config.data_dir.join("layers"),
+        pip: config.builds.pip.clone(),
+        pip_source: config.builds.pip_source.clone(),
+        npm: config.builds.npm.clone(),
+        npm_source: config.builds.npm_source.clone(),
+        timeout: config.builds.timeout,
+        memory_bytes: config.builds.memory_mb * 1024 * 1024,
+    })
+    .context("preparing dependency builds")?;
     let executor = Executor::start(ExecutorConfig {
         toolchain,
         sandbox: sandbox.clone(),
@@ -171,7 +188,8 @@ pub async fn serve(
         .unwrap_or_else(|| format!("http://{addr}"));
     let state = State {
         inner: Arc::new(Inner {
-            registry: registry::Registry::new(executor.clone()),
+            registry: registry::Registry::new(executor.clone(), builder.clone()),
+            builder,
             auth: auth::Auth::new(store.clone()),
             config,
             store: store.clone(),
@@ -182,6 +200,8 @@ pub async fn serve(
         }),
     };
     dispatch::recover_unfinished(&state).await?;
+    builds::resume(&state).await?;
+    let evictor = tokio::spawn(builds::evict_unused(state.clone()));
 
     println!("kumo listening on http://{addr}");
     tracing::info!(%addr, "listening");
@@ -212,6 +232,7 @@ pub async fn serve(
         Ok(Err(e)) => tracing::error!(error = %e, "server task failed"),
         Err(_) => tracing::warn!("requests still open after the grace period; closing them"),
     }
+    evictor.abort();
     drop(state);
     recorder.flush().await;
     drop(recorder);

@@ -15,7 +15,7 @@ use crate::api::{accounts, functions, projects, runs};
         accounts::login, accounts::me, accounts::list_tokens, accounts::create_token, accounts::delete_token,
         projects::list, projects::create, projects::get, projects::update, projects::remove,
         functions::list, functions::create, functions::get, functions::update, functions::remove,
-        functions::deploy, functions::list_deployments, functions::activate,
+        functions::deploy, functions::list_deployments, functions::get_deployment, functions::activate,
         runs::invoke, runs::list, runs::get, runs::replay, runs::logs,
     ),
     modifiers(&TokenAuth),

@@ -30,6 +30,7 @@ pub(crate) struct Resolved {
 
 pub(crate) struct Registry {
     executor: Executor,
+    builder: kumo_builder::Builder,
     entries: RwLock<HashMap<(String, String), Arc<Resolved>>>,
     /// Bumped on every invalidation, so a load that raced with a change
     /// does not put stale data back.
@@ -37,9 +38,10 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
-    pub(crate) fn new(executor: Executor) -> Self {
+    pub(crate) fn new(executor: Executor, builder: kumo_builder::Builder) -> Self {
         Registry {
             executor,
+            builder,
             entries: RwLock::new(HashMap::new()),
             generation: AtomicU64::new(0),
         }
@@ -63,7 +65,7 @@ impl Registry {
         let Some(function_row) = store.function(&project_row.id, function).await? else {
             return Ok(None);
         };
-        let resolved = Arc::new(load(store, project_row, function_row).await?);
+        let resolved = Arc::new(load(store, &self.builder, project_row, function_row).await?);
         let mut entries = self.entries.write().expect("registry poisoned");
         if self.generation.load(Ordering::Acquire) == generation {
             entries.insert(key, resolved.clone());
@@ -111,6 +113,7 @@ impl Registry {
 
 async fn load(
     store: &Store,
+    builder: &kumo_builder::Builder,
     project: ProjectRow,
     function: FunctionRow,
 ) -> Result<Resolved, ApiError> {
@@ -132,6 +135,16 @@ async fn load(
             .await
             .map_err(|e| ApiError::internal("laying out a deployment", e))??;
         let concurrency = usize::try_from(function.concurrency).unwrap_or(1).max(1);
+        let layer = match deployment.layer.as_deref() {
+            Some(key) => {
+                let dir = builder.ready(key);
+                if dir.is_none() {
+                    tracing::warn!(layer = key, function = %function.name, "the active version's dependency layer is missing");
+                }
+                dir
+            }
+            None => None,
+        };
         spec = Some(Arc::new(DeploymentSpec {
             key: format!(
                 "{}:{}:{}:{}:{}:{}:{}",
@@ -149,7 +162,7 @@ async fn load(
             version: deployment.version,
             runtime,
             code_dir,
-            layer: None,
+            layer,
             entrypoint: deployment.entrypoint,
             handler: deployment.handler,
             timeout: Duration::from_millis(u64::try_from(function.timeout_ms).unwrap_or(1000)),

@@ -138,6 +138,24 @@ pub struct DeploymentRow {
     pub file_count: i64,
     pub size_bytes: i64,
     pub created_at: i64,
+    /// `building`, `ready` or `failed`.
+    pub status: String,
+    /// Normalized dependencies, when it has any.
+    pub deps: Option<String>,
+    /// Key of its dependency layer.
+    pub layer: Option<String>,
+    /// Why its build or load failed.
+    pub error: Option<String>,
+    pub build_log: Option<String>,
+}
+
+/// A deployment and the names that locate it.
+#[derive(Debug, Clone)]
+pub struct LocatedDeployment {
+    pub deployment: DeploymentRow,
+    pub function: FunctionRow,
+    pub project: String,
+    pub owner_id: String,
 }
 
 impl DeploymentRow {
@@ -155,6 +173,10 @@ pub struct NewDeployment<'a> {
     pub handler: &'a str,
     pub content_hash: &'a str,
     pub manifest: &'a Manifest,
+    /// `ready` (active at once) or `building` (active once built).
+    pub status: &'a str,
+    pub deps: Option<&'a str>,
+    pub layer: Option<&'a str>,
 }
 
 #[derive(Debug, Clone, FromRow)]
@@ -540,8 +562,9 @@ impl Store {
 
     // ----- deployments -----
 
-    /// Stores a new version of a function and makes it active, atomically;
-    /// settings (if given) are updated in the same transaction.
+    /// Stores a new version of a function and, if it is `ready`, makes it
+    /// active, atomically; settings (if given) are updated in the same
+    /// transaction.
     pub async fn create_deployment(
         &self,
         function_id: &str,
@@ -572,10 +595,15 @@ impl Store {
             file_count: new.manifest.files.len() as i64,
             size_bytes: new.manifest.files.iter().map(|f| f.size as i64).sum(),
             created_at: now_ms(),
+            status: new.status.to_string(),
+            deps: new.deps.map(str::to_string),
+            layer: new.layer.map(str::to_string),
+            error: None,
+            build_log: None,
         };
         sqlx::query(
-            "INSERT INTO deployments (id, function_id, version, runtime, entrypoint, handler, content_hash, manifest, file_count, size_bytes, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            "INSERT INTO deployments (id, function_id, version, runtime, entrypoint, handler, content_hash, manifest, file_count, size_bytes, created_at, status, deps, layer) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         )
         .bind(&row.id)
         .bind(&row.function_id)
@@ -588,6 +616,9 @@ impl Store {
         .bind(row.file_count)
         .bind(row.size_bytes)
         .bind(row.created_at)
+        .bind(&row.status)
+        .bind(&row.deps)
+        .bind(&row.layer)
         .execute(&mut *tx)
         .await?;
         if let Some(s) = settings {
@@ -604,13 +635,92 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        sqlx::query("UPDATE functions SET active_version = $1 WHERE id = $2")
-            .bind(version)
-            .bind(function_id)
-            .execute(&mut *tx)
-            .await?;
+        if new.status == "ready" {
+            sqlx::query("UPDATE functions SET active_version = $1 WHERE id = $2")
+                .bind(version)
+                .bind(function_id)
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(row)
+    }
+
+    /// Records how a deployment's build ended (`status` `ready` or
+    /// `failed`), or that it is `building` again.
+    pub async fn set_build(
+        &self,
+        deployment_id: &str,
+        status: &str,
+        error: Option<&str>,
+        log: Option<&str>,
+    ) -> Result<()> {
+        sqlx::query("UPDATE deployments SET status = $1, error = $2, build_log = $3 WHERE id = $4")
+            .bind(status)
+            .bind(error)
+            .bind(log)
+            .bind(deployment_id)
+            .execute(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// Makes `version` active unless a newer one is active already (a
+    /// build that ends after a later deploy does not take its place).
+    pub async fn activate_if_newer(&self, function_id: &str, version: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE functions SET active_version = $1, updated_at = $2 WHERE id = $3 AND (active_version IS NULL OR active_version < $1)",
+        )
+        .bind(version)
+        .bind(now_ms())
+        .bind(function_id)
+        .execute(&self.db)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Every deployment still `building` (to resume after a restart),
+    /// with its function and project.
+    pub async fn building_deployments(&self) -> Result<Vec<LocatedDeployment>> {
+        let rows: Vec<DeploymentRow> =
+            sqlx::query_as("SELECT * FROM deployments WHERE status = 'building'")
+                .fetch_all(&self.db)
+                .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for deployment in rows {
+            let function: Option<FunctionRow> =
+                sqlx::query_as("SELECT * FROM functions WHERE id = $1")
+                    .bind(&deployment.function_id)
+                    .fetch_optional(&self.db)
+                    .await?;
+            let Some(function) = function else { continue };
+            let project: Option<(String, String)> =
+                sqlx::query_as("SELECT name, owner_id FROM projects WHERE id = $1")
+                    .bind(&function.project_id)
+                    .fetch_optional(&self.db)
+                    .await?;
+            let Some((project, owner_id)) = project else {
+                continue;
+            };
+            out.push(LocatedDeployment {
+                deployment,
+                function,
+                project,
+                owner_id,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The layers of active and building deployments: the ones to keep.
+    pub async fn layers_in_use(&self) -> Result<Vec<String>> {
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT DISTINCT d.layer FROM deployments d JOIN functions f ON f.id = d.function_id \
+             WHERE d.layer IS NOT NULL AND (d.status = 'building' OR f.active_version = d.version)",
+        )
+        .fetch_all(&self.db)
+        .await?;
+        Ok(rows.into_iter().map(|(l,)| l).collect())
     }
 
     pub async fn deployment(

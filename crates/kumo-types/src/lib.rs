@@ -187,6 +187,18 @@ pub struct Deployment {
     pub size_bytes: i64,
     pub active: bool,
     pub created_at: i64,
+    /// `building` (its dependencies are being installed; it becomes
+    /// active when they are), `ready`, or `failed`.
+    pub status: String,
+    /// Why the build or the load of the code failed: for a failed
+    /// install, the package manager's own error lines.
+    pub error: Option<String>,
+    /// The dependency layer it runs with (shared by every deployment with
+    /// the same dependencies), if it has dependencies.
+    pub layer: Option<String>,
+    /// What the package manager printed (only when one version is read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build_log: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -194,7 +206,10 @@ pub struct DeployResponse {
     pub function: String,
     pub version: i64,
     pub content_hash: String,
-    /// `active` once the version serves calls.
+    /// `active` once the version serves calls; `unchanged` when the code
+    /// is that of the active version (no new version); `building` while
+    /// its dependencies are installed (answered `202`; the version becomes
+    /// active when the build succeeds, see its deployment).
     pub status: String,
     pub url: String,
 }

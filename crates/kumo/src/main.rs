@@ -90,6 +90,37 @@ struct ServeArgs {
     /// frozen, in milliseconds (0: at once; at most 1000).
     #[arg(long, default_value_t = config::DEFAULT_FREEZE_AFTER_MS, env = "KUMO_FREEZE_AFTER_MS")]
     freeze_after_ms: u64,
+    /// The pip wheel that installs Python dependencies (default: Debian's
+    /// /usr/share/python-wheels, or the interpreter's ensurepip).
+    #[arg(long, env = "KUMO_PIP")]
+    pip: Option<PathBuf>,
+    /// The package index for Python dependencies (default: PyPI).
+    #[arg(long, env = "KUMO_PIP_INDEX_URL")]
+    pip_index_url: Option<String>,
+    /// A local directory of wheels to install Python dependencies from.
+    #[arg(long, env = "KUMO_PIP_FIND_LINKS")]
+    pip_find_links: Option<PathBuf>,
+    /// Install Python dependencies from --pip-find-links only, never from
+    /// an index (builds then have no network).
+    #[arg(long, env = "KUMO_PIP_OFFLINE")]
+    pip_offline: bool,
+    /// npm's package directory (default: the npm next to node).
+    #[arg(long, env = "KUMO_NPM")]
+    npm: Option<PathBuf>,
+    /// The registry for Node.js dependencies (default: npm's).
+    #[arg(long, env = "KUMO_NPM_REGISTRY")]
+    npm_registry: Option<String>,
+    /// An npm cache filled beforehand (`npm cache add`) to install Node.js
+    /// dependencies from, offline (builds then have no network).
+    #[arg(long, env = "KUMO_NPM_OFFLINE_CACHE")]
+    npm_offline_cache: Option<PathBuf>,
+    /// How long one dependency build may take, in seconds.
+    #[arg(long, default_value_t = config::DEFAULT_BUILD_TIMEOUT_SECS, env = "KUMO_BUILD_TIMEOUT_SECS")]
+    build_timeout_secs: u64,
+    /// How long a dependency layer no active deployment uses is kept, in
+    /// seconds (then it is removed, and rebuilt if a rollback needs it).
+    #[arg(long, default_value_t = config::DEFAULT_LAYER_TTL_SECS, env = "KUMO_LAYER_TTL_SECS")]
+    layer_ttl_secs: u64,
 }
 
 fn parse_isolation(s: &str) -> Result<config::Isolation, String> {
@@ -150,6 +181,22 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         isolation: args.isolation,
         prewarm: args.prewarm.min(64),
         freeze_after: Duration::from_millis(args.freeze_after_ms.min(1000)),
+        builds: config::BuildConfig {
+            pip: args.pip,
+            pip_source: config::PipSource {
+                index_url: args.pip_index_url,
+                find_links: args.pip_find_links,
+                offline: args.pip_offline,
+            },
+            npm: args.npm,
+            npm_source: config::NpmSource {
+                registry: args.npm_registry,
+                offline_cache: args.npm_offline_cache,
+            },
+            timeout: Duration::from_secs(args.build_timeout_secs.max(1)),
+            layer_ttl: Duration::from_secs(args.layer_ttl_secs),
+            ..defaults.builds.clone()
+        },
         limits,
         ..defaults
     };

@@ -14,10 +14,10 @@ use kumo_types::{
 use serde::Deserialize;
 
 use super::{Body, Json, PageQuery, Query, page_limit, parse_json, projects};
-use crate::State;
 use crate::auth::Authed;
 use crate::error::{ApiError, ApiResult};
 use crate::upload::{self, UploadFile};
+use crate::{State, builds};
 
 pub(crate) fn to_api(state: &State, project: &str, row: FunctionRow) -> Function {
     Function {
@@ -41,6 +41,10 @@ pub(crate) fn to_api(state: &State, project: &str, row: FunctionRow) -> Function
 fn deployment_to_api(row: DeploymentRow, active: Option<i64>) -> Deployment {
     Deployment {
         active: active == Some(row.version),
+        status: row.status,
+        error: row.error,
+        layer: row.layer,
+        build_log: None,
         version: row.version,
         runtime: row.runtime,
         entrypoint: row.entrypoint,
@@ -273,7 +277,8 @@ pub(crate) struct DeployQuery {
 
 /// Deploys a new version: JSON `{"files": {...}}` or a `.tar.gz` upload
 /// (settings then in the query string). Creates the project and the
-/// function if absent; the new version is active when this returns.
+/// function if absent; the new version is active when this returns, or,
+/// when it has dependencies not installed yet, once they are.
 #[utoipa::path(post, path = "/api/v1/projects/{project}/functions/{function}/deployments", tag = "functions",
     security(("token" = [])), params(("project" = String, Path), ("function" = String, Path), DeployQuery),
     request_body(content(
@@ -282,6 +287,7 @@ pub(crate) struct DeployQuery {
     )),
     responses(
         (status = 201, body = DeployResponse, description = "a new version is active"),
+        (status = 202, body = DeployResponse, description = "a new version is installing its dependencies; it becomes active when they are installed and the code loads (see the deployment's status)"),
         (status = 200, body = DeployResponse, description = "the code is unchanged; no new version"),
         (status = 400, body = ErrorBody, description = "invalid files, names or syntax"),
         (status = 413, body = ErrorBody)))]
@@ -377,11 +383,34 @@ pub(crate) async fn deploy(
     let handler = handler.unwrap_or_else(|| "handler".into());
     validate_handler(&handler).map_err(invalid)?;
     let settings = merge_settings(existing.as_ref(), Some(runtime), &settings, &limits)?;
+    let deps = dependencies(&state, runtime, &files)?;
     // Files are stored by hash and laid out read-only (keyed by content,
     // so an identical deployment shares the tree), then checked in a
     // sandbox before anything refers to them.
     let manifest = store_files(&state, files).await?;
     let content_hash = manifest.content_hash(&[runtime.as_str(), &entrypoint, &handler]);
+    let url = state.function_url(&project, &function);
+
+    // The active version's very code: nothing to check or build again.
+    if let Some(f) = &existing
+        && let Some(active) = f.active_version
+        && let Some(current) = state.store().deployment(&f.id, active).await?
+        && current.content_hash == content_hash
+    {
+        state.store().update_function(&f.id, &settings).await?;
+        state.registry().invalidate(&project, &function);
+        return Ok((
+            StatusCode::OK,
+            axum::Json(DeployResponse {
+                function,
+                version: active,
+                content_hash,
+                status: "unchanged".into(),
+                url,
+            }),
+        ));
+    }
+
     let files_store = state.store().files().clone();
     let key = content_hash.clone();
     let laid_out = manifest.clone();
@@ -389,20 +418,27 @@ pub(crate) async fn deploy(
         .await
         .map_err(|e| ApiError::internal("laying out a deployment", e))??;
     check_sources(&state, runtime, &code_dir).await?;
-    check_load(
-        &state,
-        LoadTarget {
-            owner: &user.user_id,
-            function: &function,
-            runtime,
-            code_dir: &code_dir,
-            entrypoint: &entrypoint,
-            handler: &handler,
-            settings: &settings,
-            content_hash: &content_hash,
-        },
-    )
-    .await?;
+    // With dependencies not built yet, the code is loaded after the build.
+    let layer_key = deps.as_ref().map(|d| state.builder().key(d));
+    let layer_dir = layer_key.as_deref().and_then(|k| state.builder().ready(k));
+    let building = layer_key.is_some() && layer_dir.is_none();
+    if !building {
+        check_load(
+            &state,
+            LoadTarget {
+                owner: &user.user_id,
+                function: &function,
+                runtime,
+                code_dir: &code_dir,
+                layer: layer_dir.as_deref(),
+                entrypoint: &entrypoint,
+                handler: &handler,
+                settings: &settings,
+                content_hash: &content_hash,
+            },
+        )
+        .await?;
+    }
 
     // Project and function, created on first deploy.
     let project_row = match project_row {
@@ -436,55 +472,79 @@ pub(crate) async fn deploy(
         },
     };
 
-    let url = state.function_url(&project, &function);
-
-    if let Some(active) = function_row.active_version
-        && let Some(current) = state.store().deployment(&function_row.id, active).await?
-        && current.content_hash == content_hash
-    {
-        state
-            .store()
-            .update_function(&function_row.id, &settings)
-            .await?;
-        state.registry().invalidate(&project, &function);
-        return Ok((
-            StatusCode::OK,
-            axum::Json(DeployResponse {
-                function,
-                version: active,
-                content_hash,
-                status: "unchanged".into(),
-                url,
-            }),
-        ));
-    }
-
     let new = NewDeployment {
         runtime: runtime.as_str(),
         entrypoint: &entrypoint,
         handler: &handler,
         content_hash: &content_hash,
         manifest: &manifest,
+        status: if building { "building" } else { "ready" },
+        deps: deps.as_ref().map(|d| d.normalized.as_str()),
+        layer: layer_key.as_deref(),
     };
     let deployment = state
         .store()
         .create_deployment(&function_row.id, &new, Some(&settings))
         .await?;
-    state.registry().invalidate(&project, &function);
-    tracing::info!(project = %project, function = %function, version = deployment.version, "deployed");
+    let version = deployment.version;
     if state.config().isolation == kumo_sandbox::Isolation::Process {
         crate::warn_unsafe_mode();
     }
+    if building {
+        tracing::info!(project = %project, function = %function, version, "deployed; installing its dependencies");
+        let owner_id = project_row.owner_id.clone();
+        builds::spawn(
+            &state,
+            builds::Job {
+                deployment,
+                function: function_row,
+                project: project.clone(),
+                owner_id,
+                activation: builds::Activation::IfNewest,
+            },
+        );
+        return Ok((
+            StatusCode::ACCEPTED,
+            axum::Json(DeployResponse {
+                function,
+                version,
+                content_hash,
+                status: "building".into(),
+                url,
+            }),
+        ));
+    }
+    state.registry().invalidate(&project, &function);
+    tracing::info!(project = %project, function = %function, version, "deployed");
     Ok((
         StatusCode::CREATED,
         axum::Json(DeployResponse {
             function,
-            version: deployment.version,
+            version,
             content_hash,
             status: "active".into(),
             url,
         }),
     ))
+}
+
+/// The deployment's dependencies, checked; refused when this server
+/// cannot install them.
+fn dependencies(
+    state: &State,
+    runtime: Runtime,
+    files: &[UploadFile],
+) -> ApiResult<Option<kumo_builder::Deps>> {
+    let view: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|f| (f.path.as_str(), f.bytes.as_slice()))
+        .collect();
+    let deps = kumo_builder::Deps::of(runtime, &view)
+        .map_err(|e| ApiError::new(ErrorCode::InvalidFiles, e.to_string()))?;
+    if deps.is_some() {
+        state.builder().can_build(runtime).map_err(invalid)?;
+    }
+    Ok(deps)
 }
 
 /// The entrypoint's file must be among the files; a custom program's is
@@ -543,21 +603,23 @@ async fn check_sources(
 }
 
 /// What [`check_load`] loads.
-struct LoadTarget<'a> {
-    owner: &'a str,
-    function: &'a str,
-    runtime: Runtime,
-    code_dir: &'a std::path::Path,
-    entrypoint: &'a str,
-    handler: &'a str,
-    settings: &'a FunctionSettingsRow,
-    content_hash: &'a str,
+pub(crate) struct LoadTarget<'a> {
+    pub(crate) owner: &'a str,
+    pub(crate) function: &'a str,
+    pub(crate) runtime: Runtime,
+    pub(crate) code_dir: &'a std::path::Path,
+    /// The built dependency layer, if the code has dependencies.
+    pub(crate) layer: Option<&'a std::path::Path>,
+    pub(crate) entrypoint: &'a str,
+    pub(crate) handler: &'a str,
+    pub(crate) settings: &'a FunctionSettingsRow,
+    pub(crate) content_hash: &'a str,
 }
 
 /// Loads the code once in a sandbox, as its first call would: an import
 /// that fails, a missing handler or entrypoint is refused now, with the
 /// error and where it happened, and the active version keeps serving.
-async fn check_load(state: &State, target: LoadTarget<'_>) -> ApiResult<()> {
+pub(crate) async fn check_load(state: &State, target: LoadTarget<'_>) -> ApiResult<()> {
     let s = target.settings;
     let spec = std::sync::Arc::new(kumo_executor::DeploymentSpec {
         // Its own pool and no history: nothing of it outlives the check.
@@ -568,7 +630,7 @@ async fn check_load(state: &State, target: LoadTarget<'_>) -> ApiResult<()> {
         version: 0,
         runtime: target.runtime,
         code_dir: target.code_dir.to_path_buf(),
-        layer: None,
+        layer: target.layer.map(std::path::Path::to_path_buf),
         entrypoint: target.entrypoint.to_string(),
         handler: target.handler.to_string(),
         timeout: std::time::Duration::from_millis(u64::try_from(s.timeout_ms).unwrap_or(1000)),
@@ -684,27 +746,104 @@ pub(crate) async fn list_deployments(
     }))
 }
 
-/// Makes an existing version the active one (rollback or forward).
+/// One version, with its build log.
+#[utoipa::path(get, path = "/api/v1/projects/{project}/functions/{function}/deployments/{version}",
+    tag = "functions", security(("token" = [])),
+    params(("project" = String, Path), ("function" = String, Path), ("version" = i64, Path)),
+    responses((status = 200, body = Deployment), (status = 404, body = ErrorBody)))]
+pub(crate) async fn get_deployment(
+    AxState(state): AxState<State>,
+    user: Authed,
+    Path((project, function, version)): Path<(String, String, String)>,
+) -> ApiResult<axum::Json<Deployment>> {
+    let (_, row) = find(&state, &user, &project, &function).await?;
+    let deployment = version_of(&state, &row, &project, &function, &version).await?;
+    let log = deployment.build_log.clone();
+    let mut api = deployment_to_api(deployment, row.active_version);
+    api.build_log = log;
+    Ok(axum::Json(api))
+}
+
+async fn version_of(
+    state: &State,
+    row: &FunctionRow,
+    project: &str,
+    function: &str,
+    version: &str,
+) -> ApiResult<DeploymentRow> {
+    let number: i64 = version
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("version must be a number, got '{version}'")))?;
+    state
+        .store()
+        .deployment(&row.id, number)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(format_args!("version {number} of '{project}/{function}'"))
+        })
+}
+
+/// Makes an existing version the active one (rollback or forward). A
+/// version whose dependency layer was evicted is built again first
+/// (`202`; it becomes active when the build succeeds).
 #[utoipa::path(post, path = "/api/v1/projects/{project}/functions/{function}/deployments/{version}/activate",
     tag = "functions", security(("token" = [])),
     params(("project" = String, Path), ("function" = String, Path), ("version" = i64, Path)),
-    responses((status = 200, body = Function), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Function, description = "the version is active"),
+        (status = 202, body = Function, description = "its dependencies are being installed again; it becomes active when they are"),
+        (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "the version is still building, or failed")))]
 pub(crate) async fn activate(
     AxState(state): AxState<State>,
     user: Authed,
     Path((project, function, version)): Path<(String, String, String)>,
-) -> ApiResult<axum::Json<Function>> {
-    let version: i64 = version
-        .parse()
-        .map_err(|_| ApiError::bad_request(format!("version must be a number, got '{version}'")))?;
-    let (_, mut row) = find(&state, &user, &project, &function).await?;
-    if state.store().deployment(&row.id, version).await?.is_none() {
-        return Err(ApiError::not_found(format_args!(
-            "version {version} of '{project}/{function}'"
-        )));
+) -> ApiResult<(StatusCode, axum::Json<Function>)> {
+    let (project_row, mut row) = find(&state, &user, &project, &function).await?;
+    let deployment = version_of(&state, &row, &project, &function, &version).await?;
+    let number = deployment.version;
+    match deployment.status.as_str() {
+        "building" => {
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                format!(
+                    "version {number} is still installing its dependencies; it becomes active when they are installed"
+                ),
+            ));
+        }
+        "failed" => {
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                format!(
+                    "version {number} failed to build and cannot be activated: {}",
+                    deployment.error.as_deref().unwrap_or("no reason recorded")
+                ),
+            ));
+        }
+        _ => {}
     }
-    state.store().set_active_version(&row.id, version).await?;
+    if deployment.layer.is_some() && builds::layer_dir(&state, &deployment).is_none() {
+        state
+            .store()
+            .set_build(&deployment.id, "building", None, None)
+            .await?;
+        tracing::info!(project = %project, function = %function, version = number, "activating: its dependency layer was evicted; building it again");
+        builds::spawn(
+            &state,
+            builds::Job {
+                deployment,
+                function: row.clone(),
+                project: project.clone(),
+                owner_id: project_row.owner_id.clone(),
+                activation: builds::Activation::Always,
+            },
+        );
+        return Ok((
+            StatusCode::ACCEPTED,
+            axum::Json(to_api(&state, &project, row)),
+        ));
+    }
+    state.store().set_active_version(&row.id, number).await?;
     state.registry().invalidate(&project, &function);
-    row.active_version = Some(version);
-    Ok(axum::Json(to_api(&state, &project, row)))
+    row.active_version = Some(number);
+    Ok((StatusCode::OK, axum::Json(to_api(&state, &project, row))))
 }

@@ -55,6 +55,10 @@ pub(crate) fn router(deploy_limit: usize, body_limit: usize) -> Router<State> {
                 .delete(functions::remove),
         )
         .route(
+            "/api/v1/projects/{project}/functions/{function}/deployments/{version}",
+            get(functions::get_deployment),
+        )
+        .route(
             "/api/v1/projects/{project}/functions/{function}/deployments/{version}/activate",
             post(functions::activate),
         )

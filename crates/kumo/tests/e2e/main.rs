@@ -10,12 +10,14 @@
 //! - [`api`]: auth, error shapes, validation, tokens, docs and metrics;
 //! - [`node`]: Node.js functions and their sandbox;
 //! - [`custom`]: programs that speak the runner protocol themselves;
+//! - [`deps`]: dependency layers, and FastAPI, Flask and npm packages on them;
 //! - [`prewarm`]: pre-warmed sandboxes and the keep-alive;
 //! - [`security`]: hostile functions and requests against the sandbox.
 
 mod api;
 mod core;
 mod custom;
+mod deps;
 mod limits;
 mod node;
 mod prewarm;

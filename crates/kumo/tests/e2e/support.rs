@@ -298,6 +298,11 @@ impl TestServer {
             .unwrap_or_else(|| panic!("/metrics has no sample '{name}':\n{text}"))
     }
 
+    /// The server's data directory.
+    pub(crate) fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
     /// The last lines of the server's log, for failure messages.
     pub(crate) fn log_tail(&self) -> String {
         let log = std::fs::read_to_string(log_path(self.dir.path())).unwrap_or_default();
