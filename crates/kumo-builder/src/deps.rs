@@ -143,6 +143,34 @@ fn python_requirements(text: &str) -> Result<String, (usize, String)> {
                 ),
             ));
         }
+        // pip reads words starting with '-' anywhere on a line as options;
+        // only hashes are taken (hash-checking mode), nothing that could
+        // name another index or change how packages are built.
+        let mut words = Vec::new();
+        for word in line.split_whitespace() {
+            if word.starts_with('-') && !valid_hash(word) {
+                return Err((
+                    n,
+                    format!(
+                        "'{}': options are not supported here (only --hash=sha256:…); list packages only",
+                        short(word)
+                    ),
+                ));
+            }
+            words.push(word);
+        }
+        let hashes: Vec<&str> = words
+            .iter()
+            .copied()
+            .filter(|w| w.starts_with('-'))
+            .collect();
+        let line = words
+            .iter()
+            .copied()
+            .filter(|w| !w.starts_with('-'))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let line = line.as_str();
         let (requirement, marker) = match line.split_once(';') {
             Some((r, m)) => (r.trim(), Some(m.trim())),
             None => (line, None),
@@ -188,7 +216,12 @@ fn python_requirements(text: &str) -> Result<String, (usize, String)> {
                 ),
             ));
         }
-        out.push(line.split_whitespace().collect::<Vec<_>>().join(" "));
+        let mut normalized = line.to_string();
+        for hash in hashes {
+            normalized.push(' ');
+            normalized.push_str(hash);
+        }
+        out.push(normalized);
     }
     out.sort();
     out.dedup();
@@ -245,6 +278,16 @@ fn node_dependencies(text: &str) -> Result<String, String> {
         return Ok(String::new());
     }
     serde_json::to_string(&sorted).map_err(|e| e.to_string())
+}
+
+/// `--hash=ALGO:HEX` with an algorithm pip accepts.
+fn valid_hash(word: &str) -> bool {
+    let Some((algo, hex)) = word.strip_prefix("--hash=").and_then(|h| h.split_once(':')) else {
+        return false;
+    };
+    matches!(algo, "sha256" | "sha384" | "sha512")
+        && !hex.is_empty()
+        && hex.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 fn valid_npm_name(name: &str) -> bool {
@@ -311,6 +354,12 @@ mod tests {
             ("pkg.whl", "direct references"),
             ("requests>=2 \\", "not a requirement"),
             ("$(id)", "not a requirement"),
+            ("requests --config-settings=x=y", "options"),
+            (
+                "requests ; python_version > '3' --extra-index-url=evil",
+                "options",
+            ),
+            ("requests --hash=md5:abc", "options"),
         ] {
             let err = py(&format!("six\n{line}\n")).expect_err(line);
             assert_eq!(err.line, Some(2), "{line}");
@@ -320,6 +369,17 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn hashes_are_kept() {
+        let deps = py("six==1.16.0 --hash=sha256:8abb2f1d86890a2dfb989f9a77cfcfd3e47c2a354b01111771326f8aa26e0254\n")
+            .expect("valid")
+            .expect("some");
+        assert_eq!(
+            deps.normalized,
+            "six==1.16.0 --hash=sha256:8abb2f1d86890a2dfb989f9a77cfcfd3e47c2a354b01111771326f8aa26e0254"
+        );
     }
 
     #[test]

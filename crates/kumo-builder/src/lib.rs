@@ -123,6 +123,12 @@ impl Builder {
     /// Finds pip and npm, and the runtimes' versions (which key layers).
     pub fn new(config: BuilderConfig) -> std::io::Result<Builder> {
         std::fs::create_dir_all(&config.layers_dir)?;
+        // Builds a stopped server left half done start again from scratch.
+        for entry in std::fs::read_dir(&config.layers_dir)?.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(".build-") {
+                let _ = remove_tree(&entry.path());
+            }
+        }
         let pip = find_pip(config.pip.as_deref(), &config.toolchain.python);
         let npm = config
             .toolchain

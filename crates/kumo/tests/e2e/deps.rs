@@ -622,3 +622,35 @@ async fn builds_reach_the_index_and_nothing_else() {
         other.requests()
     );
 }
+
+/// A server killed (SIGKILL) while a deployment installs its
+/// dependencies builds it again when it starts: the accepted deployment
+/// is not left `building`, and it goes live.
+#[tokio::test]
+async fn a_build_cut_off_by_a_crash_resumes_at_restart() {
+    let mut server = server_with(&[]).await;
+    let files = [
+        ("main.py", FASTAPI_APP),
+        ("requirements.txt", "fastapi==0.115.14\n"),
+    ];
+    let (status, body) = deploy(&server, "web", "crashy", &files, json!({})).await;
+    assert_eq!(status, 202, "{body}");
+    server.crash_and_restart().await;
+    let deployment = built(&server, "web", "crashy", 1).await;
+    assert_eq!(deployment["status"], "ready", "{deployment}");
+    assert_eq!(deployment["active"], true, "{deployment}");
+    let index = server
+        .send(server.public(Method::GET, "/fn/web/crashy"))
+        .await
+        .expect_status(200);
+    assert_eq!(index["service"], "items", "{index}");
+    let leftovers: Vec<_> = std::fs::read_dir(server.data_dir().join("layers"))
+        .expect("the layers directory")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".build-"))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "half-built layers were cleared: {leftovers:?}"
+    );
+}

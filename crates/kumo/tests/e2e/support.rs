@@ -135,6 +135,20 @@ impl TestServer {
         self.banner = started.banner;
     }
 
+    /// Kills the server with SIGKILL (no shutdown at all) and starts it
+    /// again on the same data directory.
+    pub(crate) async fn crash_and_restart(&mut self) {
+        let mut child = self.child.take().expect("the server is running");
+        child.start_kill().expect("sending SIGKILL to the server");
+        let _ = tokio::time::timeout(STOP_TIMEOUT, child.wait())
+            .await
+            .expect("the killed server exits");
+        let started = spawn(self.dir.path(), &self.args, false).await;
+        self.child = Some(started.child);
+        self.base = started.base;
+        self.banner = started.banner;
+    }
+
     /// `http://127.0.0.1:PORT` + `path`.
     pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
