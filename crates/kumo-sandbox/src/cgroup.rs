@@ -171,7 +171,10 @@ impl Manager {
                 let _ = write(&base.join("memory.use_hierarchy"), "1");
             }
             if *controller == "cpu" {
-                let _ = write(&base.join("cpu.shares"), &instances_cpu_shares().to_string());
+                let _ = write(
+                    &base.join("cpu.shares"),
+                    &instances_cpu_shares().to_string(),
+                );
             }
             bases.push((*controller, base));
         }

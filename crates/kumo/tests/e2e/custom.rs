@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::support::{TestServer, py, tar_gz};
+use crate::support::{TestServer, py, tar_entry, tar_gz};
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -28,16 +28,6 @@ fn compile_c_example(out: &Path) -> Vec<u8> {
     std::fs::read(out).expect("reading the compiled program")
 }
 
-fn executable(builder: &mut tar::Builder<Vec<u8>>, path: &str, data: &[u8]) {
-    let mut header = tar::Header::new_gnu();
-    header.set_size(data.len() as u64);
-    header.set_mode(0o755);
-    header.set_entry_type(tar::EntryType::Regular);
-    builder
-        .append_data(&mut header, path, data)
-        .expect("adding a file to the archive");
-}
-
 /// The compiled example answers over HTTP with what it was asked, prints
 /// to its logs, and fails cleanly (the instance keeps serving) when its
 /// handler reports an error.
@@ -46,7 +36,7 @@ async fn a_compiled_c_function_serves_http() {
     let server = TestServer::start().await;
     let dir = tempfile::tempdir().expect("a temporary directory");
     let binary = compile_c_example(&dir.path().join("bootstrap"));
-    let archive = tar_gz(|b| executable(b, "bootstrap", &binary));
+    let archive = tar_gz(|b| tar_entry(b, "bootstrap", &binary, 0o755));
     let resp = server
         .deploy_tar_gz("native", "hello", archive, "runtime=custom")
         .await;

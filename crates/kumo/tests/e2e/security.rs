@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::support::{TestServer, py, tar_file, tar_gz, tar_gz_with_raw_name, wait_for};
+use crate::support::{TestServer, py, tar_entry, tar_file, tar_gz, tar_gz_with_raw_name, wait_for};
 
 // ---------------------------------------------------------------- isolation
 
@@ -1942,10 +1942,10 @@ async fn item_27_hostile_archives_are_refused_and_write_nothing() {
             Vec::new(),
             flate2::Compression::fast(),
         ));
-        tar_file_into(&mut builder, "main.py", main.as_bytes());
+        tar_entry(&mut builder, "main.py", main.as_bytes(), 0o644);
         let zeros = vec![0u8; 1 << 20];
         for i in 0..52 {
-            tar_file_into(&mut builder, &format!("zeros{i}.bin"), &zeros);
+            tar_entry(&mut builder, &format!("zeros{i}.bin"), &zeros, 0o644);
         }
         let mut encoder = builder.into_inner().expect("finishing the bomb");
         encoder.flush().expect("flushing");
@@ -2031,17 +2031,6 @@ async fn item_27_hostile_archives_are_refused_and_write_nothing() {
         grown < 1 << 20,
         "refused uploads stored {grown} bytes in the data dir"
     );
-}
-
-/// Adds a regular file with binary contents to an archive being built.
-fn tar_file_into<W: std::io::Write>(builder: &mut tar::Builder<W>, path: &str, data: &[u8]) {
-    let mut header = tar::Header::new_gnu();
-    header.set_size(data.len() as u64);
-    header.set_mode(0o644);
-    header.set_entry_type(tar::EntryType::Regular);
-    builder
-        .append_data(&mut header, path, data)
-        .expect("adding a file to the archive");
 }
 
 /// Beyond the list: the deploy-time syntax check feeds attacker-written

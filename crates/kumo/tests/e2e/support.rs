@@ -551,14 +551,24 @@ pub(crate) fn tar_gz(build: impl FnOnce(&mut tar::Builder<Vec<u8>>)) -> Vec<u8> 
     gzip(&builder.into_inner().expect("finishing the tar archive"))
 }
 
-/// Adds a regular file to an archive.
+/// Adds a regular text file to an archive.
 pub(crate) fn tar_file(builder: &mut tar::Builder<Vec<u8>>, path: &str, data: &str) {
+    tar_entry(builder, path, data.as_bytes(), 0o644);
+}
+
+/// Adds a regular file with any contents and mode to an archive.
+pub(crate) fn tar_entry<W: std::io::Write>(
+    builder: &mut tar::Builder<W>,
+    path: &str,
+    data: &[u8],
+    mode: u32,
+) {
     let mut header = tar::Header::new_gnu();
     header.set_size(data.len() as u64);
-    header.set_mode(0o644);
+    header.set_mode(mode);
     header.set_entry_type(tar::EntryType::Regular);
     builder
-        .append_data(&mut header, path, data.as_bytes())
+        .append_data(&mut header, path, data)
         .expect("adding a file to the archive");
 }
 
