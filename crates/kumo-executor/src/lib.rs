@@ -111,6 +111,8 @@ pub struct DeploymentSpec {
     pub concurrency: usize,
     /// The function's environment variables.
     pub env: Vec<(String, String)>,
+    /// Values (secrets) blotted out of the run's logs and error.
+    pub redact: Vec<String>,
 }
 
 /// How a call ended.
@@ -301,7 +303,9 @@ impl Executor {
                 Ok(instance) => instance,
                 Err(StartError::Spawn(why)) => return Err(ExecError::Start(why)),
                 Err(StartError::Load(end)) => {
-                    return Ok(outcome(end, logs, started, true, spec.timeout));
+                    let mut result = outcome(end, logs, started, true, spec.timeout);
+                    redact(&mut result, &spec.redact);
+                    return Ok(result);
                 }
             },
         };
@@ -332,6 +336,7 @@ impl Executor {
             instance.kill();
         }
         let mut result = outcome(end, logs, started, cold_start, spec.timeout);
+        redact(&mut result, &spec.redact);
         if let Some(a) = after {
             result.cpu_time = Some(Duration::from_nanos(a.cpu_ns.saturating_sub(before.cpu_ns)));
             result.peak_memory_bytes = Some(a.peak_memory_bytes);
@@ -476,8 +481,9 @@ impl Executor {
             }
             Err(StartError::Spawn(why)) => Err(LoadCheckError::Platform(why)),
             Err(StartError::Load(end)) => {
-                let (logs, _) = logs.finish();
-                let failed = outcome(end, LogCapture::new(0), Instant::now(), true, spec.timeout);
+                let mut failed = outcome(end, logs, Instant::now(), true, spec.timeout);
+                redact(&mut failed, &spec.redact);
+                let logs = std::mem::take(&mut failed.logs);
                 Err(LoadCheckError::Failed {
                     status: failed.status,
                     error: failed.error.unwrap_or_else(|| RunError {
@@ -868,6 +874,31 @@ async fn reap(inner: Weak<Inner>) {
                 || pool.busy.load(Ordering::Acquire) > 0
                 || !pool.idle.lock().expect("pool lock poisoned").is_empty()
         });
+    }
+}
+
+/// Secrets shorter than this are not blotted out of logs: they would hit
+/// ordinary text.
+const REDACT_MIN_LEN: usize = 4;
+
+/// Blots `secrets` out of a run's logs and error, which the function's
+/// owner reads and which are stored; the output is the function's answer
+/// and goes out as it is.
+fn redact(outcome: &mut Outcome, secrets: &[String]) {
+    if secrets.is_empty() {
+        return;
+    }
+    let blot = |text: &mut String| {
+        for secret in secrets.iter().filter(|s| s.len() >= REDACT_MIN_LEN) {
+            if text.contains(secret.as_str()) {
+                *text = text.replace(secret.as_str(), kumo_types::SECRET_MASK);
+            }
+        }
+    };
+    blot(&mut outcome.logs);
+    if let Some(error) = &mut outcome.error {
+        blot(&mut error.message);
+        blot(&mut error.traceback);
     }
 }
 

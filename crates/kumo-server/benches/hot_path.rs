@@ -205,6 +205,7 @@ fn bench_encode(c: &mut Criterion) {
                     black_box(&method),
                     black_box("/fn/bench/hello"),
                     black_box(path),
+                    black_box(&[]),
                     black_box(&uri),
                     black_box(&headers),
                     black_box(&body),
@@ -231,8 +232,9 @@ fn bench_lookup_and_encode(c: &mut Criterion) {
                 let Lookup::Found(found) = table.lookup(black_box(&method), black_box(path)) else {
                     panic!("the request matches a route");
                 };
-                let event = encode_event(&method, "/fn/bench/hello", path, &uri, &headers, &body)
-                    .expect("an event");
+                let event =
+                    encode_event(&method, "/fn/bench/hello", path, &[], &uri, &headers, &body)
+                        .expect("an event");
                 (*found.value, found.params.len(), event.get().len())
             });
         });

@@ -78,6 +78,10 @@ async fn run(state: &State, job: Job) -> anyhow::Result<()> {
     let code_dir =
         tokio::task::spawn_blocking(move || files.materialize(&hash, &manifest)).await??;
     let settings = settings_of(&function);
+    let env = match crate::api::env::project_env(state, &function.project_id).await {
+        Ok(env) => env,
+        Err(e) => anyhow::bail!("reading the project's environment: {}", e.message),
+    };
     let loaded = check_load(
         state,
         LoadTarget {
@@ -90,6 +94,7 @@ async fn run(state: &State, job: Job) -> anyhow::Result<()> {
             handler: &deployment.handler,
             settings: &settings,
             content_hash: &deployment.content_hash,
+            env: &env,
         },
     )
     .await;

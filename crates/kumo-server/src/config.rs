@@ -78,6 +78,9 @@ pub struct Config {
     pub public_url: Option<String>,
     /// The admin's API token on first start (`KUMO_BOOTSTRAP_TOKEN`).
     pub bootstrap_token: Option<String>,
+    /// The key that encrypts secrets, base64 of 32 bytes
+    /// (`KUMO_SECRET_KEY`); default: `secret.key` in the data dir.
+    pub secret_key: Option<String>,
     pub keep_alive: Duration,
     /// Learn each function's keep-alive from its idle times.
     pub adaptive_keep_alive: bool,
@@ -109,6 +112,7 @@ impl Default for Config {
             node: None,
             public_url: None,
             bootstrap_token: None,
+            secret_key: None,
             keep_alive: Duration::from_millis(DEFAULT_KEEP_ALIVE_MS),
             adaptive_keep_alive: true,
             keep_alive_bin: kumo_executor::KEEP_ALIVE_BIN,

@@ -34,6 +34,23 @@ pub(crate) struct Run {
     pub(crate) id: String,
     pub(crate) version: i64,
     pub(crate) outcome: Outcome,
+    /// The output as the API shows it: the project's secrets blotted out
+    /// (the gateway sends the function's answer as it is).
+    pub(crate) shown_output: Option<String>,
+}
+
+/// `output` (JSON text) with `secrets` blotted out, as each is written
+/// inside a JSON string.
+pub(crate) fn redact_json(output: &str, secrets: &[String]) -> String {
+    let mut text = output.to_string();
+    for secret in secrets.iter().filter(|s| s.len() >= 4) {
+        let quoted = serde_json::to_string(secret).unwrap_or_default();
+        let escaped = quoted.trim_matches('"');
+        if !escaped.is_empty() && text.contains(escaped) {
+            text = text.replace(escaped, kumo_types::SECRET_MASK);
+        }
+    }
+    text
 }
 
 /// Runs `event` on `resolved` now and records the run.
@@ -86,7 +103,7 @@ pub(crate) async fn run(
         counters.cold_starts.fetch_add(1, Ordering::Relaxed);
     }
     tracing::debug!(run_id = %id, function = %resolved.function, status = outcome.status.as_str(), "run finished");
-    let row = record(
+    let mut row = record(
         resolved,
         &id,
         spec.version,
@@ -95,11 +112,21 @@ pub(crate) async fn run(
         &outcome,
         created_at,
     );
+    // The caller gets the function's answer as it is; the stored copy,
+    // which the API shows later, has the project's secrets blotted out
+    // (the logs and the error already are).
+    if let Some(output) = &mut row.output
+        && !spec.redact.is_empty()
+    {
+        *output = redact_json(output, &spec.redact);
+    }
+    let shown_output = row.output.clone();
     state.recorder().record(row).await;
     Ok(Run {
         id,
         version: spec.version,
         outcome,
+        shown_output,
     })
 }
 
@@ -219,7 +246,7 @@ async fn run_async(state: State, row: InvocationRow) {
     for _ in 0..600 {
         let resolved = match state
             .registry()
-            .resolve(state.store(), &row.project, &row.function)
+            .resolve(&state, &row.project, &row.function)
             .await
         {
             Ok(Some(resolved)) => resolved,

@@ -1,8 +1,11 @@
-//! The public gateway: `ANY /fn/{project}/{function}[/{*rest}]`.
+//! The public gateway: `ANY /fn/{project}/{function}[/{*rest}]` calls a
+//! function directly; `ANY /p/{project}/{*path}` goes through the
+//! project's routes.
 //!
 //! Turns an HTTP request into the event of the handler contract, runs it,
-//! and turns the handler's return value into the HTTP response. A warm
-//! call here queries no database and starts no process.
+//! and turns the handler's return value into the HTTP response; answers
+//! CORS for projects that have settings. A warm call here queries no
+//! database and starts no process.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -19,13 +22,18 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::error::ApiError;
-use crate::{INVOCATION_HEADER, State, dispatch};
+use crate::registry::Resolved;
+use crate::routes::Lookup;
+use crate::{INVOCATION_HEADER, State, cors, dispatch};
 
 pub(crate) fn router() -> Router<State> {
     Router::new()
         .route("/fn/{project}/{function}", any(call))
         .route("/fn/{project}/{function}/", any(call))
         .route("/fn/{project}/{function}/{*rest}", any(call))
+        .route("/p/{project}", any(call_route))
+        .route("/p/{project}/", any(call_route))
+        .route("/p/{project}/{*rest}", any(call_route))
 }
 
 /// The path parameters of the gateway routes.
@@ -35,6 +43,20 @@ struct Target {
     function: String,
     #[serde(default)]
     rest: String,
+}
+
+/// The path parameters of a project's routes.
+#[derive(serde::Deserialize)]
+struct ProjectTarget {
+    project: String,
+}
+
+/// An HTTP request on its way to a function.
+struct Request {
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: bytes::Bytes,
 }
 
 async fn call(
@@ -49,12 +71,7 @@ async fn call(
     headers: HeaderMap,
     crate::api::Body(body): crate::api::Body,
 ) -> Response {
-    let path = format!("/{rest}");
-    let resolved = match state
-        .registry()
-        .resolve(state.store(), &project, &function)
-        .await
-    {
+    let resolved = match state.registry().resolve(&state, &project, &function).await {
         Ok(Some(resolved)) => resolved,
         Ok(None) => {
             return ApiError::not_found(format_args!("function '{project}/{function}'"))
@@ -62,8 +79,137 @@ async fn call(
         }
         Err(e) => return e.into_response(),
     };
+    let request = Request {
+        method,
+        uri,
+        headers,
+        body,
+    };
+    if let Some(policy) = &resolved.cors
+        && cors::is_preflight(&request.method, &request.headers)
+    {
+        return policy.preflight(&request.headers);
+    }
+    let base_path = format!("/fn/{project}/{function}");
+    let mut response = serve(
+        &state,
+        &resolved,
+        &request,
+        &base_path,
+        &format!("/{rest}"),
+        &[],
+    )
+    .await;
+    if let Some(policy) = &resolved.cors {
+        policy.decorate(&request.headers, &mut response);
+    }
+    response
+}
+
+async fn call_route(
+    AxState(state): AxState<State>,
+    Path(ProjectTarget { project }): Path<ProjectTarget>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    crate::api::Body(body): crate::api::Body,
+) -> Response {
+    let surface = match state.registry().surface(&state, &project).await {
+        Ok(Some(surface)) => surface,
+        Ok(None) => {
+            return ApiError::not_found(format_args!("project '{project}'")).into_response();
+        }
+        Err(e) => return e.into_response(),
+    };
+    let request = Request {
+        method,
+        uri,
+        headers,
+        body,
+    };
+    if let Some(policy) = &surface.cors
+        && cors::is_preflight(&request.method, &request.headers)
+    {
+        return policy.preflight(&request.headers);
+    }
+    let base_path = format!("/p/{project}");
+    // Routes match the path as sent (percent-encoded), after the prefix.
+    let raw = request.uri.path();
+    let raw = match raw.strip_prefix(base_path.as_str()) {
+        Some("") | None => "/",
+        Some(rest) => rest,
+    };
+    let mut found = surface.routes.lookup(&request.method, raw);
+    if request.method == Method::HEAD && matches!(found, Lookup::NotFound) {
+        found = surface.routes.lookup(&Method::GET, raw);
+    }
+    let mut response = match found {
+        Lookup::Found(m) => {
+            let params: Vec<(String, String)> = m
+                .params
+                .iter()
+                .map(|(k, v)| (k.to_string(), decode(v)))
+                .collect();
+            let function = m.value.clone();
+            match state.registry().resolve(&state, &project, &function).await {
+                Ok(Some(resolved)) => {
+                    serve(&state, &resolved, &request, &base_path, &decode(raw), &params).await
+                }
+                Ok(None) => ApiError::not_found(format_args!(
+                    "the route {} {} of project '{project}' leads to function '{function}', which does not exist",
+                    m.method.map_or("ANY", |m| m.as_str()),
+                    m.pattern
+                ))
+                .into_response(),
+                Err(e) => e.into_response(),
+            }
+        }
+        Lookup::MethodNotAllowed { allowed } => {
+            let allow: Vec<&str> = allowed.iter().map(|m| m.as_str()).collect();
+            let mut response = ApiError::new(
+                ErrorCode::MethodNotAllowed,
+                format!(
+                    "no route of project '{project}' takes {} {raw}; it takes {}",
+                    request.method,
+                    allow.join(", ")
+                ),
+            )
+            .into_response();
+            if let Ok(value) = HeaderValue::from_str(&allow.join(", ")) {
+                response.headers_mut().insert(header::ALLOW, value);
+            }
+            response
+        }
+        Lookup::NotFound => ApiError::not_found(format_args!(
+            "a route of project '{project}' for {} {raw}",
+            request.method
+        ))
+        .into_response(),
+    };
+    if let Some(policy) = &surface.cors {
+        policy.decorate(&request.headers, &mut response);
+    }
+    response
+}
+
+/// A percent-decoded path or parameter (invalid UTF-8 kept as escapes).
+fn decode(text: &str) -> String {
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8()
+        .map_or_else(|_| text.to_string(), Cow::into_owned)
+}
+
+/// Runs `request` on `resolved` and answers with its response.
+async fn serve(
+    state: &State,
+    resolved: &Resolved,
+    request: &Request,
+    base_path: &str,
+    path: &str,
+    params: &[(String, String)],
+) -> Response {
     if resolved.visibility == Visibility::Private {
-        let allowed = match bearer_from(&headers) {
+        let allowed = match bearer_from(&request.headers) {
             Some(token) => match state.auth().check_token(token).await {
                 Ok(Some(user)) => user.can_access(&resolved.owner_id),
                 Ok(None) => false,
@@ -78,13 +224,20 @@ async fn call(
             .into_response();
         }
     }
-    let base_path = format!("/fn/{project}/{function}");
-    let event = match encode_event(&method, &base_path, &path, &uri, &headers, &body) {
+    let event = match encode_event(
+        &request.method,
+        base_path,
+        path,
+        params,
+        &request.uri,
+        &request.headers,
+        &request.body,
+    ) {
         Ok(event) => event,
         Err(e) => return e.into_response(),
     };
     let id = kumo_store::new_id();
-    match dispatch::run(&state, &resolved, Trigger::Http, id, event).await {
+    match dispatch::run(state, resolved, Trigger::Http, id, event).await {
         Ok(run) => to_response(&run.id, run.outcome),
         Err(e) => e.into_response(),
     }
@@ -123,6 +276,7 @@ pub fn encode_event(
     method: &Method,
     base_path: &str,
     path: &str,
+    params: &[(String, String)],
     uri: &Uri,
     headers: &HeaderMap,
     body: &[u8],
@@ -165,7 +319,10 @@ pub fn encode_event(
     let event = HttpEvent {
         method: method.as_str(),
         path,
-        params: BTreeMap::new(),
+        params: params
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect(),
         query,
         raw_query: uri.query().unwrap_or(""),
         headers: header_map,
@@ -319,8 +476,8 @@ mod tests {
         headers.insert("X-Thing", HeaderValue::from_static("a"));
         headers.append("x-thing", HeaderValue::from_static("b"));
         let uri: Uri = "/fn/p/f/a/b?x=1&y=2&x=3".parse().expect("uri");
-        let event =
-            encode_event(&Method::POST, "/fn/p/f", "/a/b", &uri, &headers, b"hi").expect("event");
+        let event = encode_event(&Method::POST, "/fn/p/f", "/a/b", &[], &uri, &headers, b"hi")
+            .expect("event");
         let v: Value = serde_json::from_str(event.get()).expect("json");
         assert_eq!(v["method"], "POST");
         assert_eq!(v["path"], "/a/b");
@@ -330,8 +487,16 @@ mod tests {
         assert_eq!(v["headers"]["x-thing"], "a, b");
         assert_eq!(v["body"], "hi");
         assert_eq!(v["isBase64Encoded"], false);
-        let event = encode_event(&Method::GET, "/fn/p/f", "/", &uri, &headers, &[0xff, 0x00])
-            .expect("event");
+        let event = encode_event(
+            &Method::GET,
+            "/fn/p/f",
+            "/",
+            &[],
+            &uri,
+            &headers,
+            &[0xff, 0x00],
+        )
+        .expect("event");
         let v: Value = serde_json::from_str(event.get()).expect("json");
         assert_eq!(v["isBase64Encoded"], true);
         assert_eq!(v["body"], "/wA=");

@@ -12,6 +12,7 @@ mod api;
 mod auth;
 mod builds;
 pub mod config;
+mod cors;
 mod dispatch;
 mod error;
 mod gateway;
@@ -19,6 +20,7 @@ mod openapi;
 mod recorder;
 mod registry;
 pub mod routes;
+mod secrets;
 mod upload;
 
 use std::net::SocketAddr;
@@ -60,6 +62,7 @@ struct Inner {
     store: Store,
     executor: Executor,
     builder: kumo_builder::Builder,
+    secrets: secrets::Secrets,
     registry: registry::Registry,
     recorder: recorder::Recorder,
     auth: auth::Auth,
@@ -88,6 +91,9 @@ impl State {
     fn builder(&self) -> &kumo_builder::Builder {
         &self.inner.builder
     }
+    fn secrets(&self) -> &secrets::Secrets {
+        &self.inner.secrets
+    }
     fn registry(&self) -> &registry::Registry {
         &self.inner.registry
     }
@@ -96,6 +102,9 @@ impl State {
     }
     fn auth(&self) -> &auth::Auth {
         &self.inner.auth
+    }
+    fn public_url(&self) -> &str {
+        &self.inner.public_url
     }
     fn function_url(&self, project: &str, function: &str) -> String {
         format!("{}/fn/{project}/{function}", self.inner.public_url)
@@ -135,6 +144,8 @@ pub async fn serve(
         .context("opening the store")?;
     store.files().clean_partial();
     auth::bootstrap(&store, &config, addr).await?;
+    let secrets = secrets::Secrets::load(&config.data_dir, config.secret_key.as_deref())
+        .context("loading the key that encrypts secrets")?;
 
     let toolchain = Toolchain::install(
         &config.data_dir.join("runtime"),
@@ -188,8 +199,9 @@ pub async fn serve(
         .unwrap_or_else(|| format!("http://{addr}"));
     let state = State {
         inner: Arc::new(Inner {
-            registry: registry::Registry::new(executor.clone(), builder.clone()),
+            registry: registry::Registry::new(executor.clone()),
             builder,
+            secrets,
             auth: auth::Auth::new(store.clone()),
             config,
             store: store.clone(),

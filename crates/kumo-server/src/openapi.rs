@@ -6,7 +6,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::State;
-use crate::api::{accounts, functions, projects, runs};
+use crate::api::{accounts, env, functions, projects, routing, runs};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -17,6 +17,8 @@ use crate::api::{accounts, functions, projects, runs};
         functions::list, functions::create, functions::get, functions::update, functions::remove,
         functions::deploy, functions::list_deployments, functions::get_deployment, functions::activate,
         runs::invoke, runs::list, runs::get, runs::replay, runs::logs,
+        env::list, env::get, env::put, env::remove,
+        routing::list, routing::create, routing::remove,
     ),
     modifiers(&TokenAuth),
     tags(
@@ -24,6 +26,8 @@ use crate::api::{accounts, functions, projects, runs};
         (name = "projects", description = "Projects own functions"),
         (name = "functions", description = "Functions and their versions"),
         (name = "runs", description = "Invocations and logs"),
+        (name = "env", description = "A project's environment variables and secrets"),
+        (name = "routes", description = "A project's routes: METHOD /path/:param/*rest to a function, served at /p/{project}/…"),
     )
 )]
 pub(crate) struct ApiDoc;

@@ -1,7 +1,10 @@
-//! The in-memory map from `(project, function)` to what serves it, so a
-//! warm call touches no database. Entries are loaded on first use and
-//! dropped on every change to the function (deploy, activate, settings,
-//! delete); dropping an entry retires the instances of its old spec.
+//! The in-memory maps from `(project, function)` to what serves it, and
+//! from a project to its public surface (routes and CORS), so a warm call
+//! touches no database. Entries are loaded on first use and dropped on
+//! every change (deploy, activate, settings, variables, routes, delete);
+//! dropping a function's entry retires the instances of its old spec. A
+//! new route table is built aside and swapped in: requests never wait
+//! for a rebuild.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,10 +13,14 @@ use std::time::Duration;
 
 use kumo_executor::{DeploymentSpec, Executor};
 use kumo_runtimes::Runtime;
-use kumo_store::{FunctionRow, ProjectRow, Store};
+use kumo_store::{FunctionRow, ProjectRow};
+
 use kumo_types::Visibility;
 
+use crate::State;
+use crate::cors;
 use crate::error::ApiError;
+use crate::routes::{RoutePattern, RouteTable};
 
 /// A function as the hot path needs it.
 #[derive(Debug)]
@@ -26,23 +33,32 @@ pub(crate) struct Resolved {
     pub(crate) visibility: Visibility,
     /// `None` until the function has an active deployment.
     pub(crate) spec: Option<Arc<DeploymentSpec>>,
+    /// The project's CORS answers, if it has settings.
+    pub(crate) cors: Option<Arc<cors::Policy>>,
+}
+
+/// A project's public surface: its routes and CORS settings.
+pub(crate) struct Surface {
+    /// Route table: the value is the function's name.
+    pub(crate) routes: RouteTable<String>,
+    pub(crate) cors: Option<Arc<cors::Policy>>,
 }
 
 pub(crate) struct Registry {
     executor: Executor,
-    builder: kumo_builder::Builder,
     entries: RwLock<HashMap<(String, String), Arc<Resolved>>>,
+    surfaces: RwLock<HashMap<String, Arc<Surface>>>,
     /// Bumped on every invalidation, so a load that raced with a change
     /// does not put stale data back.
     generation: AtomicU64,
 }
 
 impl Registry {
-    pub(crate) fn new(executor: Executor, builder: kumo_builder::Builder) -> Self {
+    pub(crate) fn new(executor: Executor) -> Self {
         Registry {
             executor,
-            builder,
             entries: RwLock::new(HashMap::new()),
+            surfaces: RwLock::new(HashMap::new()),
             generation: AtomicU64::new(0),
         }
     }
@@ -50,10 +66,11 @@ impl Registry {
     /// The function `project/function`, from memory or the store.
     pub(crate) async fn resolve(
         &self,
-        store: &Store,
+        state: &State,
         project: &str,
         function: &str,
     ) -> Result<Option<Arc<Resolved>>, ApiError> {
+        let store = state.store();
         let key = (project.to_string(), function.to_string());
         if let Some(found) = self.entries.read().expect("registry poisoned").get(&key) {
             return Ok(Some(found.clone()));
@@ -65,12 +82,60 @@ impl Registry {
         let Some(function_row) = store.function(&project_row.id, function).await? else {
             return Ok(None);
         };
-        let resolved = Arc::new(load(store, &self.builder, project_row, function_row).await?);
+        let resolved = Arc::new(load(state, project_row, function_row).await?);
         let mut entries = self.entries.write().expect("registry poisoned");
         if self.generation.load(Ordering::Acquire) == generation {
             entries.insert(key, resolved.clone());
         }
         Ok(Some(resolved))
+    }
+
+    /// The routes and CORS settings of `project`, from memory or the store.
+    pub(crate) async fn surface(
+        &self,
+        state: &State,
+        project: &str,
+    ) -> Result<Option<Arc<Surface>>, ApiError> {
+        if let Some(found) = self
+            .surfaces
+            .read()
+            .expect("registry poisoned")
+            .get(project)
+        {
+            return Ok(Some(found.clone()));
+        }
+        let generation = self.generation.load(Ordering::Acquire);
+        let store = state.store();
+        let Some(project_row) = store.project(kumo_store::Scope::All, project).await? else {
+            return Ok(None);
+        };
+        let mut routes = RouteTable::new();
+        for route in store.routes(&project_row.id).await? {
+            // Stored routes were checked when they were made.
+            let method = match route.method.as_str() {
+                "ANY" => None,
+                m => axum::http::Method::from_bytes(m.as_bytes()).ok(),
+            };
+            let inserted = RoutePattern::parse(&route.path)
+                .map_err(|e| e.to_string())
+                .and_then(|pattern| {
+                    routes
+                        .insert(method, pattern, route.function.clone())
+                        .map_err(|e| e.to_string())
+                });
+            if let Err(e) = inserted {
+                tracing::warn!(project, route = %route.path, error = %e, "a stored route no longer fits; it is skipped");
+            }
+        }
+        let surface = Arc::new(Surface {
+            routes,
+            cors: cors_policy(&project_row),
+        });
+        let mut surfaces = self.surfaces.write().expect("registry poisoned");
+        if self.generation.load(Ordering::Acquire) == generation {
+            surfaces.insert(project.to_string(), surface.clone());
+        }
+        Ok(Some(surface))
     }
 
     /// Forgets one function; its old instances drain and stop.
@@ -84,9 +149,23 @@ impl Registry {
         self.retire(removed.into_iter());
     }
 
-    /// Forgets every function of a project.
+    /// Forgets a project's routes (they are loaded again on next use);
+    /// its functions' instances stay.
+    pub(crate) fn invalidate_surface(&self, project: &str) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.surfaces
+            .write()
+            .expect("registry poisoned")
+            .remove(project);
+    }
+
+    /// Forgets every function of a project, and its routes.
     pub(crate) fn invalidate_project(&self, project: &str) {
         self.generation.fetch_add(1, Ordering::AcqRel);
+        self.surfaces
+            .write()
+            .expect("registry poisoned")
+            .remove(project);
         let mut removed = Vec::new();
         self.entries
             .write()
@@ -112,11 +191,11 @@ impl Registry {
 }
 
 async fn load(
-    store: &Store,
-    builder: &kumo_builder::Builder,
+    state: &State,
     project: ProjectRow,
     function: FunctionRow,
 ) -> Result<Resolved, ApiError> {
+    let store = state.store();
     let visibility = Visibility::parse(&function.visibility).unwrap_or(Visibility::Public);
     let mut spec = None;
     if let Some(version) = function.active_version
@@ -135,9 +214,10 @@ async fn load(
             .await
             .map_err(|e| ApiError::internal("laying out a deployment", e))??;
         let concurrency = usize::try_from(function.concurrency).unwrap_or(1).max(1);
+        let env = crate::api::env::project_env(state, &project.id).await?;
         let layer = match deployment.layer.as_deref() {
             Some(key) => {
-                let dir = builder.ready(key);
+                let dir = state.builder().ready(key);
                 if dir.is_none() {
                     tracing::warn!(layer = key, function = %function.name, "the active version's dependency layer is missing");
                 }
@@ -147,8 +227,9 @@ async fn load(
         };
         spec = Some(Arc::new(DeploymentSpec {
             key: format!(
-                "{}:{}:{}:{}:{}:{}:{}",
+                "{}:{}:{}:{}:{}:{}:{}:{}",
                 deployment.id,
+                env.fingerprint,
                 function.timeout_ms,
                 function.memory_mb,
                 concurrency,
@@ -171,10 +252,13 @@ async fn load(
             pids: u64::try_from(function.pids).unwrap_or(128),
             tmp_bytes: u64::try_from(function.tmp_mb).unwrap_or(64) * 1024 * 1024,
             concurrency,
-            env: Vec::new(),
+            env: env.vars,
+            redact: env.secrets,
         }));
     }
+    let cors = cors_policy(&project);
     Ok(Resolved {
+        cors,
         project_id: project.id,
         project: project.name,
         owner_id: project.owner_id,
@@ -183,4 +267,16 @@ async fn load(
         visibility,
         spec,
     })
+}
+
+/// The CORS policy of a project's stored settings.
+fn cors_policy(project: &ProjectRow) -> Option<Arc<cors::Policy>> {
+    let text = project.cors.as_deref()?;
+    match serde_json::from_str::<kumo_types::Cors>(text) {
+        Ok(settings) => Some(Arc::new(cors::Policy::new(&settings))),
+        Err(e) => {
+            tracing::warn!(project = %project.name, error = %e, "stored CORS settings do not parse; ignored");
+            None
+        }
+    }
 }

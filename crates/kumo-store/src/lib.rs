@@ -92,6 +92,20 @@ pub struct ProjectRow {
     pub name: String,
     pub description: String,
     pub created_at: i64,
+    /// CORS settings as JSON, if the project has any.
+    pub cors: Option<String>,
+}
+
+/// A project's route.
+#[derive(Debug, Clone, FromRow)]
+pub struct RouteRow {
+    pub id: String,
+    pub project_id: String,
+    /// An HTTP method, or `ANY`.
+    pub method: String,
+    pub path: String,
+    pub function: String,
+    pub created_at: i64,
 }
 
 #[derive(Debug, Clone, FromRow)]
@@ -147,6 +161,17 @@ pub struct DeploymentRow {
     /// Why its build or load failed.
     pub error: Option<String>,
     pub build_log: Option<String>,
+}
+
+/// One environment variable of a project; a secret's `value` is sealed.
+#[derive(Debug, Clone, FromRow)]
+pub struct EnvVarRow {
+    pub project_id: String,
+    pub name: String,
+    pub value: String,
+    pub secret: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
 }
 
 /// A deployment and the names that locate it.
@@ -382,6 +407,7 @@ impl Store {
             name: name.to_string(),
             description: description.to_string(),
             created_at: now_ms(),
+            cors: None,
         };
         sqlx::query("INSERT INTO projects (id, owner_id, name, description, created_at) VALUES ($1, $2, $3, $4, $5)")
             .bind(&row.id)
@@ -430,6 +456,67 @@ impl Store {
             .execute(&self.db)
             .await?;
         Ok(())
+    }
+
+    /// Sets (or with `None` removes) a project's CORS settings.
+    pub async fn set_project_cors(&self, project_id: &str, cors: Option<&str>) -> Result<()> {
+        sqlx::query("UPDATE projects SET cors = $1 WHERE id = $2")
+            .bind(cors)
+            .bind(project_id)
+            .execute(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    // ----- routes -----
+
+    /// A project's routes, oldest first.
+    pub async fn routes(&self, project_id: &str) -> Result<Vec<RouteRow>> {
+        Ok(
+            sqlx::query_as("SELECT * FROM routes WHERE project_id = $1 ORDER BY created_at, id")
+                .bind(project_id)
+                .fetch_all(&self.db)
+                .await?,
+        )
+    }
+
+    /// Adds a route; a route with the same method and path is a conflict.
+    pub async fn create_route(
+        &self,
+        project_id: &str,
+        method: &str,
+        path: &str,
+        function: &str,
+    ) -> Result<RouteRow> {
+        let row = RouteRow {
+            id: new_id(),
+            project_id: project_id.to_string(),
+            method: method.to_string(),
+            path: path.to_string(),
+            function: function.to_string(),
+            created_at: now_ms(),
+        };
+        sqlx::query("INSERT INTO routes (id, project_id, method, path, function, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(&row.id)
+            .bind(&row.project_id)
+            .bind(&row.method)
+            .bind(&row.path)
+            .bind(&row.function)
+            .bind(row.created_at)
+            .execute(&self.db)
+            .await
+            .map_err(|e| conflict(e, || format!("a route {method} {path} already exists")))?;
+        Ok(row)
+    }
+
+    /// Removes a route; `false` when the project has no such route.
+    pub async fn delete_route(&self, project_id: &str, id: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM routes WHERE project_id = $1 AND id = $2")
+            .bind(project_id)
+            .bind(id)
+            .execute(&self.db)
+            .await?;
+        Ok(done.rows_affected() > 0)
     }
 
     /// Deletes a project with its functions, deployments and runs.
@@ -762,6 +849,67 @@ impl Store {
             .execute(&self.db)
             .await?;
         Ok(())
+    }
+
+    // ----- environment variables -----
+
+    /// A project's variables, by name.
+    pub async fn env_vars(&self, project_id: &str) -> Result<Vec<EnvVarRow>> {
+        Ok(
+            sqlx::query_as("SELECT * FROM env_vars WHERE project_id = $1 ORDER BY name")
+                .bind(project_id)
+                .fetch_all(&self.db)
+                .await?,
+        )
+    }
+
+    /// Sets a variable; `true` when it did not exist before.
+    pub async fn put_env_var(
+        &self,
+        project_id: &str,
+        name: &str,
+        value: &str,
+        secret: bool,
+    ) -> Result<(EnvVarRow, bool)> {
+        let now = now_ms();
+        let mut tx = self.db.begin().await?;
+        let existed: Option<(i64,)> =
+            sqlx::query_as("SELECT created_at FROM env_vars WHERE project_id = $1 AND name = $2")
+                .bind(project_id)
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await?;
+        sqlx::query(
+            "INSERT INTO env_vars (project_id, name, value, secret, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5) \
+             ON CONFLICT (project_id, name) DO UPDATE SET value = excluded.value, secret = excluded.secret, updated_at = excluded.updated_at",
+        )
+        .bind(project_id)
+        .bind(name)
+        .bind(value)
+        .bind(i64::from(secret))
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let row = EnvVarRow {
+            project_id: project_id.to_string(),
+            name: name.to_string(),
+            value: value.to_string(),
+            secret: i64::from(secret),
+            created_at: existed.map_or(now, |(c,)| c),
+            updated_at: now,
+        };
+        Ok((row, existed.is_none()))
+    }
+
+    /// Removes a variable; `false` when there was none.
+    pub async fn delete_env_var(&self, project_id: &str, name: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM env_vars WHERE project_id = $1 AND name = $2")
+            .bind(project_id)
+            .bind(name)
+            .execute(&self.db)
+            .await?;
+        Ok(done.rows_affected() > 0)
     }
 
     // ----- invocations -----

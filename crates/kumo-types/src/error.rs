@@ -29,6 +29,7 @@ pub enum ErrorCode {
     SyntaxError,
     LoadError,
     Unauthorized,
+    Forbidden,
     NotFound,
     MethodNotAllowed,
     Conflict,
@@ -51,6 +52,7 @@ impl ErrorCode {
             ErrorCode::SyntaxError => "syntax_error",
             ErrorCode::LoadError => "load_error",
             ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::Conflict => "conflict",
@@ -74,6 +76,7 @@ impl ErrorCode {
             | ErrorCode::SyntaxError
             | ErrorCode::LoadError => 400,
             ErrorCode::Unauthorized => 401,
+            ErrorCode::Forbidden => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::Conflict => 409,

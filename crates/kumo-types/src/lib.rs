@@ -10,7 +10,9 @@ mod names;
 
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use limits::Limits;
-pub use names::{validate_entrypoint, validate_handler, validate_name, validate_relative_path};
+pub use names::{
+    validate_entrypoint, validate_env_key, validate_handler, validate_name, validate_relative_path,
+};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -76,13 +78,102 @@ pub struct CreateProject {
 #[serde(deny_unknown_fields)]
 pub struct UpdateProject {
     pub description: Option<String>,
+    /// CORS settings for the project's public endpoints; `null` removes
+    /// them, absent leaves them as they are.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Cors>)]
+    pub cors: Option<Option<Cors>>,
 }
+
+/// A field that may be absent (`None`), `null` (`Some(None)`) or a value.
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+/// Cross-origin settings of a project, answered by the gateway for its
+/// routes (`/p/…`) and functions (`/fn/…`), preflight requests included.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Cors {
+    /// Origins allowed, like `https://app.example.com`, or `*` for any.
+    pub allowed_origins: Vec<String>,
+    /// Methods a cross-origin request may use (default: GET, HEAD, POST).
+    #[serde(default)]
+    pub allowed_methods: Vec<String>,
+    /// Request headers it may send beyond the simple ones; `*` for any.
+    #[serde(default)]
+    pub allowed_headers: Vec<String>,
+    /// Response headers the page may read.
+    #[serde(default)]
+    pub expose_headers: Vec<String>,
+    /// Whether cookies and credentials may be sent (not with origin `*`).
+    #[serde(default)]
+    pub allow_credentials: bool,
+    /// How long a browser may keep a preflight answer (default 600).
+    #[serde(default)]
+    pub max_age_secs: Option<u64>,
+}
+
+/// A route of a project: `METHOD /path/:param/*rest` → a function.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Route {
+    pub id: String,
+    /// An HTTP method, or `ANY`.
+    pub method: String,
+    pub path: String,
+    pub function: String,
+    /// Where it answers: `/p/{project}` + the path.
+    pub url: String,
+    pub created_at: i64,
+}
+
+/// The body of `POST /api/v1/projects/{project}/routes`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRoute {
+    /// `GET`, `POST`, `PUT`, `PATCH`, `DELETE`, `HEAD`, `OPTIONS` or `ANY`.
+    pub method: String,
+    /// Like `/users/:id` or `/files/*rest`.
+    pub path: String,
+    /// A function of the project.
+    pub function: String,
+}
+
+/// A project's environment variable, as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EnvVar {
+    pub key: String,
+    /// The value; `***` for a secret (secrets are never read back).
+    pub value: String,
+    pub secret: bool,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// The body of `PUT /api/v1/projects/{project}/env/{KEY}`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PutEnvVar {
+    pub value: String,
+    /// Encrypt it at rest and never show it again (default `false`).
+    #[serde(default)]
+    pub secret: bool,
+}
+
+/// What a secret reads back as.
+pub const SECRET_MASK: &str = "***";
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Project {
     pub name: String,
     pub description: String,
     pub created_at: i64,
+    /// Cross-origin settings, if any.
+    pub cors: Option<Cors>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -37,6 +37,12 @@ pub struct Limits {
     pub tmp_bytes: u64,
     /// Largest /tmp a function may ask for.
     pub max_tmp_bytes: u64,
+    /// Environment variables per project.
+    pub env_vars: usize,
+    /// One variable's value.
+    pub env_value_bytes: usize,
+    /// All of a project's names and values together.
+    pub env_total_bytes: usize,
 }
 
 impl Default for Limits {
@@ -59,6 +65,9 @@ impl Default for Limits {
             open_files: 1024,
             tmp_bytes: 64 * 1024 * 1024,
             max_tmp_bytes: 1024 * 1024 * 1024,
+            env_vars: 100,
+            env_value_bytes: 16 * 1024,
+            env_total_bytes: 32 * 1024,
         }
     }
 }

@@ -25,6 +25,26 @@ pub fn validate_name(kind: &str, name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// An environment variable's name: a letter or `_`, then letters,
+/// digits and `_`, at most 128 bytes; not one Kumo sets itself (`KUMO_…`,
+/// `PATH`, `HOME`, `TMPDIR`).
+pub fn validate_env_key(key: &str) -> Result<(), String> {
+    let bad = |why: &str| Err(format!("invalid variable name '{}': {why}", preview(key)));
+    if key.is_empty() || key.len() > 128 {
+        return bad("use 1 to 128 characters");
+    }
+    if !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return bad("use only letters, digits and '_'");
+    }
+    if key.as_bytes()[0].is_ascii_digit() {
+        return bad("must not start with a digit");
+    }
+    if key.starts_with("KUMO_") || matches!(key, "PATH" | "HOME" | "TMPDIR") {
+        return bad("Kumo sets this variable itself");
+    }
+    Ok(())
+}
+
 /// A file path inside a deployment: relative, `/`-separated, no `..`,
 /// no empty or `.` segments, no control characters, at most 255 bytes.
 pub fn validate_relative_path(path: &str) -> Result<(), String> {

@@ -171,6 +171,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         node: args.node,
         public_url: args.public_url,
         bootstrap_token: std::env::var("KUMO_BOOTSTRAP_TOKEN").ok(),
+        secret_key: std::env::var("KUMO_SECRET_KEY").ok(),
         keep_alive: Duration::from_millis(args.keep_alive_ms),
         adaptive_keep_alive: args.adaptive_keep_alive,
         keep_alive_bin: args

@@ -422,6 +422,10 @@ pub(crate) async fn deploy(
     let layer_key = deps.as_ref().map(|d| state.builder().key(d));
     let layer_dir = layer_key.as_deref().and_then(|k| state.builder().ready(k));
     let building = layer_key.is_some() && layer_dir.is_none();
+    let env = match &project_row {
+        Some(p) => super::env::project_env(&state, &p.id).await?,
+        None => super::env::ProjectEnv::default(),
+    };
     if !building {
         check_load(
             &state,
@@ -435,6 +439,7 @@ pub(crate) async fn deploy(
                 handler: &handler,
                 settings: &settings,
                 content_hash: &content_hash,
+                env: &env,
             },
         )
         .await?;
@@ -614,6 +619,8 @@ pub(crate) struct LoadTarget<'a> {
     pub(crate) handler: &'a str,
     pub(crate) settings: &'a FunctionSettingsRow,
     pub(crate) content_hash: &'a str,
+    /// The project's environment, as calls will see it.
+    pub(crate) env: &'a super::env::ProjectEnv,
 }
 
 /// Loads the code once in a sandbox, as its first call would: an import
@@ -639,7 +646,8 @@ pub(crate) async fn check_load(state: &State, target: LoadTarget<'_>) -> ApiResu
         pids: u64::try_from(s.pids).unwrap_or(128),
         tmp_bytes: u64::try_from(s.tmp_mb).unwrap_or(64) * 1024 * 1024,
         concurrency: 1,
-        env: Vec::new(),
+        env: target.env.vars.clone(),
+        redact: target.env.secrets.clone(),
     });
     match state.executor().check_load(&spec).await {
         Ok(()) => Ok(()),

@@ -1,8 +1,10 @@
 //! The API under `/api/v1`: one module per resource, shared extractors.
 
 pub(crate) mod accounts;
+pub(crate) mod env;
 pub(crate) mod functions;
 pub(crate) mod projects;
+pub(crate) mod routing;
 pub(crate) mod runs;
 
 use axum::Router;
@@ -73,6 +75,19 @@ pub(crate) fn router(deploy_limit: usize, body_limit: usize) -> Router<State> {
         .route(
             "/api/v1/projects/{project}/functions/{function}/logs",
             get(runs::logs),
+        )
+        .route(
+            "/api/v1/projects/{project}/routes",
+            get(routing::list).post(routing::create),
+        )
+        .route(
+            "/api/v1/projects/{project}/routes/{id}",
+            delete(routing::remove),
+        )
+        .route("/api/v1/projects/{project}/env", get(env::list))
+        .route(
+            "/api/v1/projects/{project}/env/{key}",
+            get(env::get).put(env::put).delete(env::remove),
         )
         .route("/api/v1/invocations/{id}", get(runs::get))
         .route("/api/v1/invocations/{id}/replay", post(runs::replay))

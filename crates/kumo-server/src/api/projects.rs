@@ -14,6 +14,10 @@ use crate::error::{ApiError, ApiResult};
 
 pub(crate) fn to_api(row: ProjectRow) -> Project {
     Project {
+        cors: row
+            .cors
+            .as_deref()
+            .and_then(|text| serde_json::from_str(text).ok()),
         name: row.name,
         description: row.description,
         created_at: row.created_at,
@@ -90,7 +94,7 @@ pub(crate) async fn get(
     Ok(axum::Json(to_api(find(&state, &user, &project).await?)))
 }
 
-/// Changes a project's description.
+/// Changes a project's description or CORS settings.
 #[utoipa::path(patch, path = "/api/v1/projects/{project}", tag = "projects", security(("token" = [])),
     params(("project" = String, Path)), request_body = UpdateProject,
     responses((status = 200, body = Project), (status = 404, body = ErrorBody)))]
@@ -101,10 +105,31 @@ pub(crate) async fn update(
     Json(req): Json<UpdateProject>,
 ) -> ApiResult<axum::Json<Project>> {
     let mut row = find(&state, &user, &project).await?;
+    // Everything is checked before anything changes.
+    if let Some(description) = &req.description {
+        check_description(description)?;
+    }
+    let cors = match &req.cors {
+        Some(Some(settings)) => Some(Some(
+            crate::cors::validate(settings).map_err(ApiError::bad_request)?,
+        )),
+        other => other.clone(),
+    };
     if let Some(description) = req.description {
-        check_description(&description)?;
         state.store().update_project(&row.id, &description).await?;
         row.description = description;
+    }
+    if let Some(cors) = cors {
+        let text = cors
+            .map(|c| serde_json::to_string(&c))
+            .transpose()
+            .map_err(|e| ApiError::internal("encoding CORS settings", e))?;
+        state
+            .store()
+            .set_project_cors(&row.id, text.as_deref())
+            .await?;
+        state.registry().invalidate_project(&row.name);
+        row.cors = text;
     }
     Ok(axum::Json(to_api(row)))
 }

@@ -5,7 +5,6 @@ use std::time::Duration;
 use axum::extract::{Path, State as AxState};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use kumo_executor::Outcome;
 use kumo_store::InvocationRow;
 use kumo_types::{
     AsyncAccepted, ErrorBody, Invocation, InvokeResponse, LogLine, Page, RunError, RunStatus,
@@ -50,14 +49,19 @@ pub(crate) fn to_api(row: InvocationRow) -> Invocation {
     }
 }
 
-fn invoke_response(id: String, version: i64, outcome: Outcome) -> InvokeResponse {
+fn invoke_response(run: dispatch::Run) -> InvokeResponse {
+    let dispatch::Run {
+        id,
+        version,
+        outcome,
+        shown_output,
+    } = run;
     InvokeResponse {
         id,
         status: outcome.status,
-        output: outcome
-            .output
+        output: shown_output
             .as_deref()
-            .and_then(|raw| serde_json::from_str(raw.get()).ok()),
+            .and_then(|text| serde_json::from_str(text).ok()),
         error: outcome.error,
         logs: outcome.logs,
         duration_ms: outcome.duration.as_secs_f64() * 1000.0,
@@ -103,7 +107,7 @@ pub(crate) async fn invoke(
     };
     let resolved = state
         .registry()
-        .resolve(state.store(), &project, &function)
+        .resolve(&state, &project, &function)
         .await?
         .ok_or_else(|| ApiError::not_found(format_args!("function '{project}/{function}'")))?;
     if query.is_async.unwrap_or(false) {
@@ -118,7 +122,7 @@ pub(crate) async fn invoke(
             .into_response());
     }
     let run = dispatch::run(&state, &resolved, Trigger::Api, kumo_store::new_id(), event).await?;
-    Ok(axum::Json(invoke_response(run.id, run.version, run.outcome)).into_response())
+    Ok(axum::Json(invoke_response(run)).into_response())
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
@@ -205,7 +209,7 @@ pub(crate) async fn replay(
     let row = find_run(&state, &user, &id).await?;
     let resolved = state
         .registry()
-        .resolve(state.store(), &row.project, &row.function)
+        .resolve(&state, &row.project, &row.function)
         .await?
         .filter(|r| user.can_access(&r.owner_id))
         .ok_or_else(|| {
@@ -221,11 +225,7 @@ pub(crate) async fn replay(
         event,
     )
     .await?;
-    Ok(axum::Json(invoke_response(
-        run.id,
-        run.version,
-        run.outcome,
-    )))
+    Ok(axum::Json(invoke_response(run)))
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]

@@ -11,6 +11,8 @@
 //! - [`node`]: Node.js functions and their sandbox;
 //! - [`custom`]: programs that speak the runner protocol themselves;
 //! - [`deps`]: dependency layers, and FastAPI, Flask and npm packages on them;
+//! - [`env`]: a project's environment variables and secrets;
+//! - [`routes`]: a project's routes at `/p/…`, and CORS;
 //! - [`prewarm`]: pre-warmed sandboxes and the keep-alive;
 //! - [`security`]: hostile functions and requests against the sandbox.
 
@@ -18,8 +20,10 @@ mod api;
 mod core;
 mod custom;
 mod deps;
+mod env;
 mod limits;
 mod node;
 mod prewarm;
+mod routes;
 mod security;
 mod support;
