@@ -10,7 +10,7 @@ use kumo_runtimes::protocol::{
 use serde_json::value::RawValue;
 use tokio::net::unix::pipe::Receiver;
 
-use crate::logs::LogCapture;
+use crate::logs::{LogCapture, Stream};
 use crate::{DeploymentSpec, ExecutorConfig};
 
 /// Where a sandbox mounts the deployment's files.
@@ -551,8 +551,8 @@ impl Instance {
                 loop {
                     tokio::select! {
                         r = &mut write => { r?; break; }
-                        r = read_some(stdout), if stdout.is_some() => on_output(r, stdout, logs),
-                        r = read_some(stderr), if stderr.is_some() => on_output(r, stderr, logs),
+                        r = read_some(stdout), if stdout.is_some() => on_output(r, Stream::Stdout, stdout, logs),
+                        r = read_some(stderr), if stderr.is_some() => on_output(r, Stream::Stderr, stderr, logs),
                     }
                 }
             }
@@ -561,8 +561,8 @@ impl Instance {
             loop {
                 tokio::select! {
                     r = &mut read => { r?; break; }
-                    r = read_some(stdout), if stdout.is_some() => on_output(r, stdout, logs),
-                    r = read_some(stderr), if stderr.is_some() => on_output(r, stderr, logs),
+                    r = read_some(stdout), if stdout.is_some() => on_output(r, Stream::Stdout, stdout, logs),
+                    r = read_some(stderr), if stderr.is_some() => on_output(r, Stream::Stderr, stderr, logs),
                 }
             }
             Ok::<(), ProtocolError>(())
@@ -596,14 +596,17 @@ impl Instance {
         logs: &mut LogCapture,
         read: impl Fn(&Receiver, &mut [u8]) -> io::Result<usize>,
     ) {
-        for fd in [&mut self.stdout, &mut self.stderr] {
+        for (stream, fd) in [
+            (Stream::Stdout, &mut self.stdout),
+            (Stream::Stderr, &mut self.stderr),
+        ] {
             let mut rounds = 0;
             while let Some(pipe) = fd.as_ref() {
                 rounds += 1;
                 let mut buf = [0u8; 16 * 1024];
                 match read(pipe, &mut buf) {
                     Ok(0) => *fd = None,
-                    Ok(n) => logs.push(&buf[..n]),
+                    Ok(n) => logs.push(stream, &buf[..n]),
                     Err(_) => break,
                 }
                 // A runner's background thread may print without end; stop
@@ -668,10 +671,15 @@ async fn read_some(fd: &Option<Receiver>) -> io::Result<Vec<u8>> {
     }
 }
 
-fn on_output(read: io::Result<Vec<u8>>, fd: &mut Option<Receiver>, logs: &mut LogCapture) {
+fn on_output(
+    read: io::Result<Vec<u8>>,
+    stream: Stream,
+    fd: &mut Option<Receiver>,
+    logs: &mut LogCapture,
+) {
     match read {
         Ok(bytes) if bytes.is_empty() => *fd = None,
-        Ok(bytes) => logs.push(&bytes),
+        Ok(bytes) => logs.push(stream, &bytes),
         Err(_) => *fd = None,
     }
 }

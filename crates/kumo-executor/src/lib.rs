@@ -31,6 +31,7 @@ use logs::LogCapture;
 
 pub use keepalive::BIN as KEEP_ALIVE_BIN;
 pub use kumo_runtimes::check::{CheckError, SyntaxIssue};
+pub use logs::{LogLine, LogSink, Stream};
 
 /// Memory for the deploy-time syntax check.
 const CHECK_MEMORY_BYTES: u64 = 512 * 1024 * 1024;
@@ -79,6 +80,8 @@ pub struct ExecutorConfig {
     pub max_pids: u64,
     /// Generic instances kept ready per runtime; 0 turns pre-warming off.
     pub prewarm: usize,
+    /// Takes every line calls print, as they print it (live logs).
+    pub log_sink: Option<Arc<dyn LogSink>>,
 }
 
 /// Everything needed to run one deployment with one set of settings.
@@ -290,7 +293,13 @@ impl Executor {
         let _in_flight = InFlight(inner);
         let started = Instant::now();
         let call_record = inner.call_started(spec, started);
-        let mut logs = LogCapture::new(inner.config.log_bytes);
+        let live = inner.config.log_sink.clone().map(|sink| logs::Live {
+            sink,
+            function_id: spec.function_id.as_str().into(),
+            run_id: run_id.into(),
+            redact: spec.redact.clone().into(),
+        });
+        let mut logs = LogCapture::live(inner.config.log_bytes, live);
 
         let warm = pool.idle.lock().expect("pool lock poisoned").pop();
         let cold_start = warm.is_none();
@@ -877,10 +886,6 @@ async fn reap(inner: Weak<Inner>) {
     }
 }
 
-/// Secrets shorter than this are not blotted out of logs: they would hit
-/// ordinary text.
-const REDACT_MIN_LEN: usize = 4;
-
 /// Blots `secrets` out of a run's logs and error, which the function's
 /// owner reads and which are stored; the output is the function's answer
 /// and goes out as it is.
@@ -888,17 +893,10 @@ fn redact(outcome: &mut Outcome, secrets: &[String]) {
     if secrets.is_empty() {
         return;
     }
-    let blot = |text: &mut String| {
-        for secret in secrets.iter().filter(|s| s.len() >= REDACT_MIN_LEN) {
-            if text.contains(secret.as_str()) {
-                *text = text.replace(secret.as_str(), kumo_types::SECRET_MASK);
-            }
-        }
-    };
-    blot(&mut outcome.logs);
+    logs::redact(&mut outcome.logs, secrets);
     if let Some(error) = &mut outcome.error {
-        blot(&mut error.message);
-        blot(&mut error.traceback);
+        logs::redact(&mut error.message, secrets);
+        logs::redact(&mut error.traceback, secrets);
     }
 }
 

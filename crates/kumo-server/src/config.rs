@@ -28,6 +28,10 @@ pub const DEFAULT_PREWARM: usize = 2;
 /// between calls, long enough that a busy function is not frozen and
 /// thawed around every call.
 pub const DEFAULT_FREEZE_AFTER_MS: u64 = 5;
+/// How long log lines are kept (a week).
+pub const DEFAULT_LOG_RETENTION_SECS: u64 = 7 * 24 * 3600;
+/// How many log lines are kept at most, over all functions.
+pub const DEFAULT_LOG_MAX_LINES: u64 = 1_000_000;
 /// How long an unused dependency layer is kept (a week).
 pub const DEFAULT_LAYER_TTL_SECS: u64 = 7 * 24 * 3600;
 /// How long one dependency build may take.
@@ -100,6 +104,10 @@ pub struct Config {
     pub freeze_after: Duration,
     /// Dependency builds.
     pub builds: BuildConfig,
+    /// Log lines older than this are removed.
+    pub log_retention: Duration,
+    /// At most this many log lines are kept (the oldest go first).
+    pub log_max_lines: u64,
     pub limits: Limits,
 }
 
@@ -124,6 +132,8 @@ impl Default for Config {
             prewarm: DEFAULT_PREWARM,
             freeze_after: Duration::from_millis(DEFAULT_FREEZE_AFTER_MS),
             builds: BuildConfig::default(),
+            log_retention: Duration::from_secs(DEFAULT_LOG_RETENTION_SECS),
+            log_max_lines: DEFAULT_LOG_MAX_LINES,
             limits: Limits::default(),
         }
     }

@@ -16,6 +16,7 @@ mod cors;
 mod dispatch;
 mod error;
 mod gateway;
+mod livelogs;
 mod openapi;
 mod recorder;
 mod registry;
@@ -63,6 +64,7 @@ struct Inner {
     executor: Executor,
     builder: kumo_builder::Builder,
     secrets: secrets::Secrets,
+    logs: Arc<livelogs::LogHub>,
     registry: registry::Registry,
     recorder: recorder::Recorder,
     auth: auth::Auth,
@@ -93,6 +95,9 @@ impl State {
     }
     fn secrets(&self) -> &secrets::Secrets {
         &self.inner.secrets
+    }
+    fn logs(&self) -> &livelogs::LogHub {
+        &self.inner.logs
     }
     fn registry(&self) -> &registry::Registry {
         &self.inner.registry
@@ -171,7 +176,16 @@ pub async fn serve(
         memory_bytes: config.builds.memory_mb * 1024 * 1024,
     })
     .context("preparing dependency builds")?;
+    let (recorder, recorder_task) = recorder::Recorder::start(store.clone());
+    let logs = Arc::new(livelogs::LogHub::new(
+        recorder.clone(),
+        store
+            .max_log_line_id()
+            .await
+            .context("reading the last log line")?,
+    ));
     let executor = Executor::start(ExecutorConfig {
+        log_sink: Some(logs.clone() as Arc<dyn kumo_executor::LogSink>),
         toolchain,
         sandbox: sandbox.clone(),
         keep_alive: config.keep_alive,
@@ -192,7 +206,6 @@ pub async fn serve(
         max_pids: config.limits.max_pids,
         prewarm: config.prewarm,
     });
-    let (recorder, recorder_task) = recorder::Recorder::start(store.clone());
     let public_url = config
         .public_url
         .clone()
@@ -202,6 +215,7 @@ pub async fn serve(
             registry: registry::Registry::new(executor.clone()),
             builder,
             secrets,
+            logs,
             auth: auth::Auth::new(store.clone()),
             config,
             store: store.clone(),
@@ -214,6 +228,11 @@ pub async fn serve(
     dispatch::recover_unfinished(&state).await?;
     builds::resume(&state).await?;
     let evictor = tokio::spawn(builds::evict_unused(state.clone()));
+    let log_pruner = tokio::spawn(livelogs::prune(
+        state.clone(),
+        state.config().log_retention,
+        state.config().log_max_lines,
+    ));
 
     println!("kumo listening on http://{addr}");
     tracing::info!(%addr, "listening");
@@ -245,9 +264,13 @@ pub async fn serve(
         Err(_) => tracing::warn!("requests still open after the grace period; closing them"),
     }
     evictor.abort();
+    log_pruner.abort();
     drop(state);
+    // Everything recorded so far is written; nothing records any more
+    // (the executor holds a sender for log lines, so the writer is
+    // stopped rather than waited for).
     recorder.flush().await;
-    drop(recorder);
+    recorder_task.abort();
     let _ = recorder_task.await;
     store.close().await;
     sandbox.shutdown();
@@ -322,6 +345,12 @@ async fn metrics(axum::extract::State(state): axum::extract::State<State>) -> im
         out,
         "kumo_throttled_total {}",
         c.overloaded.load(Ordering::Relaxed)
+    );
+    out.push_str("# HELP kumo_log_lines_dropped_total Log lines not stored because the database was far behind (the runs' own logs are complete).\n# TYPE kumo_log_lines_dropped_total counter\n");
+    let _ = writeln!(
+        out,
+        "kumo_log_lines_dropped_total {}",
+        state.logs().dropped()
     );
     out.push_str("# HELP kumo_instances Running instances.\n# TYPE kumo_instances gauge\n");
     let _ = writeln!(out, "kumo_instances {}", state.executor().total_instances());

@@ -6,7 +6,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::State;
-use crate::api::{accounts, env, functions, projects, routing, runs};
+use crate::api::{accounts, env, functions, logs, projects, routing, runs};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -16,7 +16,7 @@ use crate::api::{accounts, env, functions, projects, routing, runs};
         projects::list, projects::create, projects::get, projects::update, projects::remove,
         functions::list, functions::create, functions::get, functions::update, functions::remove,
         functions::deploy, functions::list_deployments, functions::get_deployment, functions::activate,
-        runs::invoke, runs::list, runs::get, runs::replay, runs::logs,
+        runs::invoke, runs::list, runs::get, runs::replay, logs::logs,
         env::list, env::get, env::put, env::remove,
         routing::list, routing::create, routing::remove,
     ),

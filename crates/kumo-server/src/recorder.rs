@@ -1,4 +1,4 @@
-//! Writes run records off the hot path, in batches.
+//! Writes run records and log lines off the hot path, in batches.
 //!
 //! Calls hand their record to a channel and go on; one task drains it and
 //! writes whatever has gathered in one transaction, after waiting a few
@@ -9,7 +9,7 @@
 //! channel is bounded, so a stalled database slows calls down rather than
 //! growing memory without end; no accepted record is dropped.
 
-use kumo_store::{InvocationRow, Store};
+use kumo_store::{InvocationRow, LogLineRow, Store};
 use tokio::sync::{mpsc, oneshot};
 
 const QUEUE: usize = 16 * 1024;
@@ -19,10 +19,11 @@ const LINGER: std::time::Duration = std::time::Duration::from_millis(5);
 
 enum Message {
     Record(Box<InvocationRow>),
+    Log(Box<LogLineRow>),
     Flush(oneshot::Sender<()>),
 }
 
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub(crate) struct Recorder {
     tx: mpsc::Sender<Message>,
 }
@@ -40,6 +41,12 @@ impl Recorder {
         }
     }
 
+    /// Queues a log line without waiting; `false` when the queue is full
+    /// (the database is far behind) and the line was not taken.
+    pub(crate) fn try_log(&self, line: LogLineRow) -> bool {
+        self.tx.try_send(Message::Log(Box::new(line))).is_ok()
+    }
+
     /// Waits until everything queued so far is written.
     pub(crate) async fn flush(&self) {
         let (tx, rx) = oneshot::channel();
@@ -52,6 +59,7 @@ impl Recorder {
 async fn write_loop(store: Store, mut rx: mpsc::Receiver<Message>) {
     let mut messages = Vec::with_capacity(BATCH);
     let mut rows = Vec::with_capacity(BATCH);
+    let mut lines = Vec::new();
     loop {
         if rx.recv_many(&mut messages, BATCH).await == 0 {
             return;
@@ -73,12 +81,17 @@ async fn write_loop(store: Store, mut rx: mpsc::Receiver<Message>) {
         for message in messages.drain(..) {
             match message {
                 Message::Record(row) => rows.push(*row),
+                Message::Log(line) => lines.push(*line),
                 Message::Flush(done) => flushes.push(done),
             }
         }
         if !rows.is_empty() {
             write_with_retry(&store, &rows).await;
             rows.clear();
+        }
+        if !lines.is_empty() {
+            write_lines_with_retry(&store, &lines).await;
+            lines.clear();
         }
         for done in flushes {
             let _ = done.send(());
@@ -93,6 +106,21 @@ impl Message {
     fn is_flush(&self) -> bool {
         matches!(self, Message::Flush(_))
     }
+}
+
+async fn write_lines_with_retry(store: &Store, lines: &[LogLineRow]) {
+    let mut delay = std::time::Duration::from_millis(50);
+    for attempt in 1..=8 {
+        match store.insert_log_lines(lines).await {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, attempt, lines = lines.len(), "writing log lines failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_secs(2));
+            }
+        }
+    }
+    tracing::error!(lines = lines.len(), "giving up on writing log lines");
 }
 
 async fn write_with_retry(store: &Store, rows: &[InvocationRow]) {

@@ -174,6 +174,30 @@ pub struct EnvVarRow {
     pub updated_at: i64,
 }
 
+/// One line a function printed.
+#[derive(Debug, Clone, FromRow)]
+pub struct LogLineRow {
+    pub id: i64,
+    pub function_id: String,
+    pub run_id: String,
+    /// `stdout` or `stderr`.
+    pub stream: String,
+    /// When it was read, in Unix milliseconds.
+    pub time: i64,
+    pub line: String,
+}
+
+/// Which lines to read.
+#[derive(Debug, Clone, Default)]
+pub struct LogQuery<'a> {
+    /// Lines with a greater id only.
+    pub after: Option<i64>,
+    /// Lines read at this time (Unix ms) or later only.
+    pub since_ms: Option<i64>,
+    /// The lines of this run only.
+    pub run_id: Option<&'a str>,
+}
+
 /// A deployment and the names that locate it.
 #[derive(Debug, Clone)]
 pub struct LocatedDeployment {
@@ -910,6 +934,94 @@ impl Store {
             .execute(&self.db)
             .await?;
         Ok(done.rows_affected() > 0)
+    }
+
+    // ----- log lines -----
+
+    /// Stores lines (ids given by the caller, increasing).
+    pub async fn insert_log_lines(&self, rows: &[LogLineRow]) -> Result<()> {
+        const CHUNK: usize = 400;
+        let mut tx = self.db.begin().await?;
+        for chunk in rows.chunks(CHUNK) {
+            let mut query = sqlx::QueryBuilder::new(
+                "INSERT INTO log_lines (id, function_id, run_id, stream, time, line) ",
+            );
+            query.push_values(chunk, |mut b, r| {
+                b.push_bind(r.id)
+                    .push_bind(&r.function_id)
+                    .push_bind(&r.run_id)
+                    .push_bind(&r.stream)
+                    .push_bind(r.time)
+                    .push_bind(&r.line);
+            });
+            query.push(" ON CONFLICT (id) DO NOTHING");
+            query.build().persistent(false).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A function's lines that `query` selects, oldest first: the first
+    /// `limit` after `query.after`, or without it the last `limit`.
+    pub async fn log_lines(
+        &self,
+        function_id: &str,
+        query: &LogQuery<'_>,
+        limit: i64,
+    ) -> Result<Vec<LogLineRow>> {
+        let mut rows: Vec<LogLineRow> = if query.after.is_some() {
+            sqlx::query_as(
+                "SELECT * FROM log_lines WHERE function_id = $1 AND id > $2 AND ($3 IS NULL OR time >= $3) \
+                 AND ($4 IS NULL OR run_id = $4) ORDER BY id LIMIT $5",
+            )
+            .bind(function_id)
+            .bind(query.after)
+            .bind(query.since_ms)
+            .bind(query.run_id)
+            .bind(limit)
+            .fetch_all(&self.db)
+            .await?
+        } else {
+            sqlx::query_as(
+                "SELECT * FROM log_lines WHERE function_id = $1 AND ($2 IS NULL OR time >= $2) \
+                 AND ($3 IS NULL OR run_id = $3) ORDER BY id DESC LIMIT $4",
+            )
+            .bind(function_id)
+            .bind(query.since_ms)
+            .bind(query.run_id)
+            .bind(limit)
+            .fetch_all(&self.db)
+            .await?
+        };
+        if query.after.is_none() {
+            rows.reverse();
+        }
+        Ok(rows)
+    }
+
+    /// The greatest line id stored (0 when there is none).
+    pub async fn max_log_line_id(&self) -> Result<i64> {
+        let (max,): (Option<i64>,) = sqlx::query_as("SELECT MAX(id) FROM log_lines")
+            .fetch_one(&self.db)
+            .await?;
+        Ok(max.unwrap_or(0))
+    }
+
+    /// Removes lines read before `older_than_ms`, and all but the newest
+    /// `keep` lines; returns how many went.
+    pub async fn prune_log_lines(&self, older_than_ms: i64, keep: i64) -> Result<u64> {
+        let by_age = sqlx::query("DELETE FROM log_lines WHERE time < $1")
+            .bind(older_than_ms)
+            .execute(&self.db)
+            .await?
+            .rows_affected();
+        let max = self.max_log_line_id().await?;
+        let by_size = sqlx::query("DELETE FROM log_lines WHERE id <= $1")
+            .bind(max - keep)
+            .execute(&self.db)
+            .await?
+            .rows_affected();
+        Ok(by_age + by_size)
     }
 
     // ----- invocations -----

@@ -442,9 +442,14 @@ pub struct Invocation {
 /// One line of a function's logs.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct LogLine {
+    /// Increasing over all lines: where a reader resumes (`after`, or
+    /// `Last-Event-ID` when following).
+    pub id: i64,
     /// The run that wrote the line.
     pub run_id: String,
-    /// When the run started (Unix milliseconds).
+    /// `stdout` or `stderr`.
+    pub stream: String,
+    /// When it was printed (Unix milliseconds).
     pub time: i64,
     pub line: String,
 }

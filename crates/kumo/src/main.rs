@@ -114,6 +114,12 @@ struct ServeArgs {
     /// dependencies from, offline (builds then have no network).
     #[arg(long, env = "KUMO_NPM_OFFLINE_CACHE")]
     npm_offline_cache: Option<PathBuf>,
+    /// How long log lines are kept, in seconds.
+    #[arg(long, default_value_t = config::DEFAULT_LOG_RETENTION_SECS, env = "KUMO_LOG_RETENTION_SECS")]
+    log_retention_secs: u64,
+    /// How many log lines are kept at most, over all functions.
+    #[arg(long, default_value_t = config::DEFAULT_LOG_MAX_LINES, env = "KUMO_LOG_MAX_LINES")]
+    log_max_lines: u64,
     /// How long one dependency build may take, in seconds.
     #[arg(long, default_value_t = config::DEFAULT_BUILD_TIMEOUT_SECS, env = "KUMO_BUILD_TIMEOUT_SECS")]
     build_timeout_secs: u64,
@@ -182,6 +188,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         isolation: args.isolation,
         prewarm: args.prewarm.min(64),
         freeze_after: Duration::from_millis(args.freeze_after_ms.min(1000)),
+        log_retention: Duration::from_secs(args.log_retention_secs),
+        log_max_lines: args.log_max_lines.max(1000),
         builds: config::BuildConfig {
             pip: args.pip,
             pip_source: config::PipSource {

@@ -3,6 +3,7 @@
 pub(crate) mod accounts;
 pub(crate) mod env;
 pub(crate) mod functions;
+pub(crate) mod logs;
 pub(crate) mod projects;
 pub(crate) mod routing;
 pub(crate) mod runs;
@@ -74,7 +75,7 @@ pub(crate) fn router(deploy_limit: usize, body_limit: usize) -> Router<State> {
         )
         .route(
             "/api/v1/projects/{project}/functions/{function}/logs",
-            get(runs::logs),
+            get(logs::logs),
         )
         .route(
             "/api/v1/projects/{project}/routes",

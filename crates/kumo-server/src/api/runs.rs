@@ -7,8 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use kumo_store::InvocationRow;
 use kumo_types::{
-    AsyncAccepted, ErrorBody, Invocation, InvokeResponse, LogLine, Page, RunError, RunStatus,
-    Trigger,
+    AsyncAccepted, ErrorBody, Invocation, InvokeResponse, Page, RunError, RunStatus, Trigger,
 };
 use serde::Deserialize;
 use serde_json::Value;
@@ -228,17 +227,6 @@ pub(crate) async fn replay(
     Ok(axum::Json(invoke_response(run)))
 }
 
-#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct LogsQuery {
-    /// Only runs started this long ago or later: `30s`, `15m`, `1h`, `2d`.
-    pub(crate) since: Option<String>,
-    /// Only this run's lines.
-    pub(crate) run: Option<String>,
-    /// Most lines to return, 1–5000 (default 500).
-    pub(crate) limit: Option<usize>,
-}
-
 /// Parses `30s`, `15m`, `1h`, `2d` or plain milliseconds.
 pub(crate) fn parse_since(text: &str) -> Result<Duration, ApiError> {
     let bad = || {
@@ -260,73 +248,6 @@ pub(crate) fn parse_since(text: &str) -> Result<Duration, ApiError> {
         _ => return Err(bad()),
     };
     Ok(Duration::from_secs(secs))
-}
-
-/// A function's log lines, oldest first, from its recent runs.
-#[utoipa::path(get, path = "/api/v1/projects/{project}/functions/{function}/logs", tag = "runs",
-    security(("token" = [])), params(("project" = String, Path), ("function" = String, Path), LogsQuery),
-    responses((status = 200, body = Page<LogLine>), (status = 404, body = ErrorBody)))]
-pub(crate) async fn logs(
-    AxState(state): AxState<State>,
-    user: Authed,
-    Path((project, function)): Path<(String, String)>,
-    Query(q): Query<LogsQuery>,
-) -> ApiResult<axum::Json<Page<LogLine>>> {
-    let (_, row) = functions::find(&state, &user, &project, &function).await?;
-    let limit = match q.limit {
-        None => 500,
-        Some(n) if (1..=5000).contains(&n) => n,
-        Some(n) => {
-            return Err(ApiError::bad_request(format!(
-                "limit must be from 1 to 5000, got {n}"
-            )));
-        }
-    };
-    let since_ms = q
-        .since
-        .as_deref()
-        .map(parse_since)
-        .transpose()?
-        .map(|d| kumo_store::now_ms() - i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 2));
-    let runs: Vec<InvocationRow> = match &q.run {
-        Some(id) => state
-            .store()
-            .invocation(user.scope(), id)
-            .await?
-            .filter(|r| r.function_id == row.id)
-            .into_iter()
-            .collect(),
-        None => {
-            state
-                .store()
-                .list_invocations(&row.id, None, since_ms, 200)
-                .await?
-        }
-    };
-    // Newest runs first from the store; lines come out oldest first.
-    let mut lines: Vec<LogLine> = Vec::new();
-    for run in &runs {
-        let mut run_lines: Vec<LogLine> = run
-            .logs
-            .lines()
-            .map(|line| LogLine {
-                run_id: run.id.clone(),
-                time: run.created_at,
-                line: line.to_string(),
-            })
-            .collect();
-        run_lines.reverse();
-        lines.extend(run_lines);
-        if lines.len() >= limit {
-            break;
-        }
-    }
-    lines.truncate(limit);
-    lines.reverse();
-    Ok(axum::Json(Page {
-        items: lines,
-        next: None,
-    }))
 }
 
 #[cfg(test)]

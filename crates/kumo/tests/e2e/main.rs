@@ -13,6 +13,7 @@
 //! - [`deps`]: dependency layers, and FastAPI, Flask and npm packages on them;
 //! - [`env`]: a project's environment variables and secrets;
 //! - [`routes`]: a project's routes at `/p/…`, and CORS;
+//! - [`logs`]: log lines, listed and followed live;
 //! - [`prewarm`]: pre-warmed sandboxes and the keep-alive;
 //! - [`security`]: hostile functions and requests against the sandbox.
 
@@ -22,6 +23,7 @@ mod custom;
 mod deps;
 mod env;
 mod limits;
+mod logs;
 mod node;
 mod prewarm;
 mod routes;

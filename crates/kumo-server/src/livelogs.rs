@@ -1,0 +1,107 @@
+//! Live logs: every line a call prints, numbered, stored, and fanned out
+//! to whoever follows its function.
+//!
+//! The executor hands each line to [`LogHub::line`] as it is read from the
+//! instance. The hub gives it the next id, queues it for the recorder
+//! (which writes lines in batches, like runs), and sends it to the
+//! function's followers over a broadcast channel. A follower that falls
+//! behind loses its place in the channel, never slows the function, and
+//! catches up from the store: ids are given in order, so "everything after
+//! the last id I saw" is a gap-free resume, also after a reconnect
+//! (`Last-Event-ID`). Old lines are removed by age and by count.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kumo_executor::{LogLine, LogSink};
+use kumo_store::LogLineRow;
+use tokio::sync::broadcast;
+
+use crate::recorder::Recorder;
+
+/// Lines a follower may fall behind by before it reads from the store.
+const FOLLOWER_BUFFER: usize = 1024;
+
+#[derive(Debug)]
+pub(crate) struct LogHub {
+    next_id: AtomicI64,
+    recorder: Recorder,
+    followers: Mutex<HashMap<String, broadcast::Sender<Arc<LogLineRow>>>>,
+    /// Lines not stored because the recorder's queue was full.
+    dropped: AtomicU64,
+}
+
+impl LogHub {
+    /// A hub whose ids continue after `last_id`.
+    pub(crate) fn new(recorder: Recorder, last_id: i64) -> LogHub {
+        LogHub {
+            next_id: AtomicI64::new(last_id + 1),
+            recorder,
+            followers: Mutex::new(HashMap::new()),
+            dropped: AtomicU64::new(0),
+        }
+    }
+
+    /// Lines from now on of `function_id`.
+    pub(crate) fn follow(&self, function_id: &str) -> broadcast::Receiver<Arc<LogLineRow>> {
+        let mut followers = self.followers.lock().expect("followers lock poisoned");
+        followers
+            .entry(function_id.to_string())
+            .or_insert_with(|| broadcast::channel(FOLLOWER_BUFFER).0)
+            .subscribe()
+    }
+
+    /// How many lines were not stored (the database was far behind).
+    pub(crate) fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+impl LogSink for LogHub {
+    fn line(&self, line: LogLine<'_>) {
+        let row = LogLineRow {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            function_id: line.function_id.to_string(),
+            run_id: line.run_id.to_string(),
+            stream: line.stream.as_str().to_string(),
+            time: line.time_ms,
+            line: line.text,
+        };
+        let row = Arc::new(row);
+        if !self.recorder.try_log((*row).clone()) {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        let mut followers = self.followers.lock().expect("followers lock poisoned");
+        if let Some(sender) = followers.get(&row.function_id) {
+            if sender.receiver_count() == 0 {
+                followers.remove(&row.function_id);
+            } else {
+                let _ = sender.send(row);
+            }
+        }
+    }
+}
+
+/// Removes old lines every minute (more often for a short `max_age`):
+/// older than `max_age`, or beyond the newest `max_lines`.
+pub(crate) async fn prune(state: crate::State, max_age: Duration, max_lines: u64) {
+    let period = (max_age / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let older_than =
+            kumo_store::now_ms() - i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX / 2);
+        match state
+            .store()
+            .prune_log_lines(older_than, i64::try_from(max_lines).unwrap_or(i64::MAX))
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(removed = n, "old log lines removed"),
+            Err(e) => tracing::warn!(error = %e, "removing old log lines failed"),
+        }
+    }
+}
