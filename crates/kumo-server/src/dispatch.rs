@@ -99,6 +99,14 @@ pub(crate) async fn run(
     enforce_response_limit(&mut outcome, state.config().limits.body_bytes);
 
     counters.runs_by_status[status_index(outcome.status)].fetch_add(1, Ordering::Relaxed);
+    resolved.metrics.record(&crate::metrics::Sample {
+        status: outcome.status,
+        cold_start: outcome.cold_start,
+        duration: outcome.duration,
+        cpu: outcome.cpu_time,
+        peak_memory_bytes: outcome.peak_memory_bytes,
+        at_ms: kumo_store::now_ms(),
+    });
     if outcome.cold_start {
         counters.cold_starts.fetch_add(1, Ordering::Relaxed);
     }

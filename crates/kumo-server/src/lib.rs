@@ -17,6 +17,7 @@ mod dispatch;
 mod error;
 mod gateway;
 mod livelogs;
+mod metrics;
 mod openapi;
 mod recorder;
 mod registry;
@@ -65,6 +66,7 @@ struct Inner {
     builder: kumo_builder::Builder,
     secrets: secrets::Secrets,
     logs: Arc<livelogs::LogHub>,
+    metrics: metrics::Metrics,
     registry: registry::Registry,
     recorder: recorder::Recorder,
     auth: auth::Auth,
@@ -98,6 +100,9 @@ impl State {
     }
     fn logs(&self) -> &livelogs::LogHub {
         &self.inner.logs
+    }
+    fn metrics(&self) -> &metrics::Metrics {
+        &self.inner.metrics
     }
     fn registry(&self) -> &registry::Registry {
         &self.inner.registry
@@ -216,6 +221,7 @@ pub async fn serve(
             builder,
             secrets,
             logs,
+            metrics: metrics::Metrics::default(),
             auth: auth::Auth::new(store.clone()),
             config,
             store: store.clone(),
@@ -346,6 +352,7 @@ async fn metrics(axum::extract::State(state): axum::extract::State<State>) -> im
         "kumo_throttled_total {}",
         c.overloaded.load(Ordering::Relaxed)
     );
+    function_metrics(&mut out, &state.metrics().all());
     out.push_str("# HELP kumo_log_lines_dropped_total Log lines not stored because the database was far behind (the runs' own logs are complete).\n# TYPE kumo_log_lines_dropped_total counter\n");
     let _ = writeln!(
         out,
@@ -368,6 +375,71 @@ async fn metrics(axum::extract::State(state): axum::extract::State<State>) -> im
         )],
         out,
     )
+}
+
+/// The per-function families of `/metrics`. Labels are the project, the
+/// function and the status only (never ids or paths), so there are as
+/// many series as functions times statuses.
+fn function_metrics(out: &mut String, functions: &[Arc<metrics::FunctionMetrics>]) {
+    use std::fmt::Write;
+    let all: Vec<(&metrics::FunctionMetrics, metrics::Totals)> =
+        functions.iter().map(|f| (f.as_ref(), f.totals())).collect();
+    out.push_str("# HELP kumo_function_invocations_total Runs of a function by final status.\n# TYPE kumo_function_invocations_total counter\n");
+    for (f, t) in &all {
+        for (status, n) in dispatch::STATUSES.iter().zip(t.by_status) {
+            if n > 0 {
+                let _ = writeln!(
+                    out,
+                    "kumo_function_invocations_total{{project=\"{}\",function=\"{}\",status=\"{}\"}} {n}",
+                    f.project,
+                    f.function,
+                    status.as_str()
+                );
+            }
+        }
+    }
+    out.push_str("# HELP kumo_function_cold_starts_total Runs of a function that started an instance.\n# TYPE kumo_function_cold_starts_total counter\n");
+    for (f, t) in &all {
+        let _ = writeln!(
+            out,
+            "kumo_function_cold_starts_total{{project=\"{}\",function=\"{}\"}} {}",
+            f.project, f.function, t.cold_starts
+        );
+    }
+    out.push_str("# HELP kumo_function_cpu_seconds_total CPU time of a function's runs.\n# TYPE kumo_function_cpu_seconds_total counter\n");
+    for (f, t) in &all {
+        let _ = writeln!(
+            out,
+            "kumo_function_cpu_seconds_total{{project=\"{}\",function=\"{}\"}} {}",
+            f.project, f.function, t.cpu_secs
+        );
+    }
+    out.push_str("# HELP kumo_function_duration_seconds How long a function's runs took.\n# TYPE kumo_function_duration_seconds histogram\n");
+    for (f, t) in &all {
+        let labels = format!("project=\"{}\",function=\"{}\"", f.project, f.function);
+        let mut cumulative = 0u64;
+        for (bound, n) in metrics::PROMETHEUS_BOUNDS.iter().zip(t.duration_buckets) {
+            cumulative += n;
+            let _ = writeln!(
+                out,
+                "kumo_function_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {cumulative}"
+            );
+        }
+        let count: u64 = t.duration_buckets.iter().sum();
+        let _ = writeln!(
+            out,
+            "kumo_function_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {count}"
+        );
+        let _ = writeln!(
+            out,
+            "kumo_function_duration_seconds_sum{{{labels}}} {}",
+            t.duration_sum_secs
+        );
+        let _ = writeln!(
+            out,
+            "kumo_function_duration_seconds_count{{{labels}}} {count}"
+        );
+    }
 }
 
 async fn dashboard() -> Html<&'static str> {

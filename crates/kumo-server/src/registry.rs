@@ -35,6 +35,8 @@ pub(crate) struct Resolved {
     pub(crate) spec: Option<Arc<DeploymentSpec>>,
     /// The project's CORS answers, if it has settings.
     pub(crate) cors: Option<Arc<cors::Policy>>,
+    /// Where its calls are counted.
+    pub(crate) metrics: Arc<crate::metrics::FunctionMetrics>,
 }
 
 /// A project's public surface: its routes and CORS settings.
@@ -257,8 +259,12 @@ async fn load(
         }));
     }
     let cors = cors_policy(&project);
+    let metrics = state
+        .metrics()
+        .function(&function.id, &project.name, &function.name);
     Ok(Resolved {
         cors,
+        metrics,
         project_id: project.id,
         project: project.name,
         owner_id: project.owner_id,

@@ -118,6 +118,45 @@ pub struct Cors {
     pub max_age_secs: Option<u64>,
 }
 
+/// Duration percentiles, in milliseconds (`null` without calls).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct Percentiles {
+    pub p50: Option<f64>,
+    pub p95: Option<f64>,
+    pub p99: Option<f64>,
+}
+
+/// A function's figures over one span of time.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct MetricsPoint {
+    /// Start of the span, in Unix milliseconds.
+    pub time: i64,
+    pub calls: u64,
+    /// Calls that did not succeed.
+    pub errors: u64,
+    /// Calls by final status (statuses with none are left out).
+    pub by_status: std::collections::BTreeMap<String, u64>,
+    pub cold_starts: u64,
+    pub duration_ms: Percentiles,
+    /// CPU time of the calls, in milliseconds.
+    pub cpu_ms: f64,
+    /// The highest peak memory of an instance during a call.
+    pub peak_memory_bytes: u64,
+}
+
+/// `GET /api/v1/projects/{project}/functions/{function}/metrics`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct FunctionMetrics {
+    pub project: String,
+    pub function: String,
+    pub window_secs: u64,
+    pub bucket_secs: u64,
+    /// The whole window.
+    pub totals: MetricsPoint,
+    /// One point per minute of the window, oldest first.
+    pub series: Vec<MetricsPoint>,
+}
+
 /// A route of a project: `METHOD /path/:param/*rest` → a function.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Route {

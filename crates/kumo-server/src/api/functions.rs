@@ -255,6 +255,7 @@ pub(crate) async fn remove(
 ) -> ApiResult<StatusCode> {
     let (_, row) = find(&state, &user, &project, &function).await?;
     state.store().delete_function(&row.id).await?;
+    state.metrics().remove(&row.id);
     state.registry().invalidate(&project, &function);
     Ok(StatusCode::NO_CONTENT)
 }
@@ -854,4 +855,42 @@ pub(crate) async fn activate(
     state.registry().invalidate(&project, &function);
     row.active_version = Some(number);
     Ok((StatusCode::OK, axum::Json(to_api(&state, &project, row))))
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MetricsQuery {
+    /// How far back: `15m`, `1h` (default), `6h`, `24h`… up to 24 hours.
+    pub(crate) window: Option<String>,
+}
+
+/// A function's calls, errors by status, cold starts, duration
+/// percentiles, CPU time and peak memory over a window, in one-minute
+/// points (since the server started; the last 24 hours at most).
+#[utoipa::path(get, path = "/api/v1/projects/{project}/functions/{function}/metrics", tag = "functions",
+    security(("token" = [])), params(("project" = String, Path), ("function" = String, Path), MetricsQuery),
+    responses((status = 200, body = kumo_types::FunctionMetrics), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(crate) async fn metrics(
+    AxState(state): AxState<State>,
+    user: Authed,
+    Path((project, function)): Path<(String, String)>,
+    Query(q): Query<MetricsQuery>,
+) -> ApiResult<axum::Json<kumo_types::FunctionMetrics>> {
+    let (_, row) = find(&state, &user, &project, &function).await?;
+    let window = match q.window.as_deref() {
+        None => std::time::Duration::from_secs(3600),
+        Some(text) => super::runs::parse_since(text)?,
+    };
+    let minutes = i64::try_from(window.as_secs().div_ceil(60)).unwrap_or(i64::MAX);
+    if !(1..=24 * 60).contains(&minutes) {
+        return Err(ApiError::bad_request(format!(
+            "window must be from 1m to 24h, got '{}'",
+            q.window.unwrap_or_default()
+        )));
+    }
+    let metrics = state
+        .metrics()
+        .get(&row.id)
+        .unwrap_or_else(|| state.metrics().function(&row.id, &project, &function));
+    Ok(axum::Json(metrics.window(minutes, kumo_store::now_ms())))
 }

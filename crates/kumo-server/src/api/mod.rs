@@ -78,6 +78,10 @@ pub(crate) fn router(deploy_limit: usize, body_limit: usize) -> Router<State> {
             get(logs::logs),
         )
         .route(
+            "/api/v1/projects/{project}/functions/{function}/metrics",
+            get(functions::metrics),
+        )
+        .route(
             "/api/v1/projects/{project}/routes",
             get(routing::list).post(routing::create),
         )

@@ -145,6 +145,7 @@ pub(crate) async fn remove(
 ) -> ApiResult<StatusCode> {
     let row = find(&state, &user, &project).await?;
     state.store().delete_project(&row.id).await?;
+    state.metrics().remove_project(&row.name);
     state.registry().invalidate_project(&row.name);
     Ok(StatusCode::NO_CONTENT)
 }

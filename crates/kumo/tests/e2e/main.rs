@@ -14,6 +14,7 @@
 //! - [`env`]: a project's environment variables and secrets;
 //! - [`routes`]: a project's routes at `/p/…`, and CORS;
 //! - [`logs`]: log lines, listed and followed live;
+//! - [`metrics`]: per-function metrics and Prometheus;
 //! - [`prewarm`]: pre-warmed sandboxes and the keep-alive;
 //! - [`security`]: hostile functions and requests against the sandbox.
 
@@ -24,6 +25,7 @@ mod deps;
 mod env;
 mod limits;
 mod logs;
+mod metrics;
 mod node;
 mod prewarm;
 mod routes;
