@@ -32,6 +32,30 @@ pub const DEFAULT_FREEZE_AFTER_MS: u64 = 5;
 pub const DEFAULT_LOG_RETENTION_SECS: u64 = 7 * 24 * 3600;
 /// How many log lines are kept at most, over all functions.
 pub const DEFAULT_LOG_MAX_LINES: u64 = 1_000_000;
+/// How long run records are kept (a week).
+pub const DEFAULT_RUN_RETENTION_SECS: u64 = 7 * 24 * 3600;
+/// How many run records are kept at most, over all functions.
+pub const DEFAULT_RUN_MAX_RECORDS: u64 = 1_000_000;
+
+/// What is kept of logs and runs.
+#[derive(Debug, Clone)]
+pub struct Retention {
+    pub log_age: Duration,
+    pub log_lines: u64,
+    pub run_age: Duration,
+    pub runs: u64,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            log_age: Duration::from_secs(DEFAULT_LOG_RETENTION_SECS),
+            log_lines: DEFAULT_LOG_MAX_LINES,
+            run_age: Duration::from_secs(DEFAULT_RUN_RETENTION_SECS),
+            runs: DEFAULT_RUN_MAX_RECORDS,
+        }
+    }
+}
 /// How long an unused dependency layer is kept (a week).
 pub const DEFAULT_LAYER_TTL_SECS: u64 = 7 * 24 * 3600;
 /// How long one dependency build may take.
@@ -104,10 +128,8 @@ pub struct Config {
     pub freeze_after: Duration,
     /// Dependency builds.
     pub builds: BuildConfig,
-    /// Log lines older than this are removed.
-    pub log_retention: Duration,
-    /// At most this many log lines are kept (the oldest go first).
-    pub log_max_lines: u64,
+    /// What is kept of log lines and run records.
+    pub retention: Retention,
     pub limits: Limits,
 }
 
@@ -132,8 +154,7 @@ impl Default for Config {
             prewarm: DEFAULT_PREWARM,
             freeze_after: Duration::from_millis(DEFAULT_FREEZE_AFTER_MS),
             builds: BuildConfig::default(),
-            log_retention: Duration::from_secs(DEFAULT_LOG_RETENTION_SECS),
-            log_max_lines: DEFAULT_LOG_MAX_LINES,
+            retention: Retention::default(),
             limits: Limits::default(),
         }
     }

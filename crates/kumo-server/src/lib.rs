@@ -21,6 +21,7 @@ mod metrics;
 mod openapi;
 mod recorder;
 mod registry;
+mod retention;
 pub mod routes;
 mod secrets;
 mod upload;
@@ -234,11 +235,7 @@ pub async fn serve(
     dispatch::recover_unfinished(&state).await?;
     builds::resume(&state).await?;
     let evictor = tokio::spawn(builds::evict_unused(state.clone()));
-    let log_pruner = tokio::spawn(livelogs::prune(
-        state.clone(),
-        state.config().log_retention,
-        state.config().log_max_lines,
-    ));
+    let pruner = tokio::spawn(retention::prune(state.clone()));
 
     println!("kumo listening on http://{addr}");
     tracing::info!(%addr, "listening");
@@ -270,7 +267,7 @@ pub async fn serve(
         Err(_) => tracing::warn!("requests still open after the grace period; closing them"),
     }
     evictor.abort();
-    log_pruner.abort();
+    pruner.abort();
     drop(state);
     // Everything recorded so far is written; nothing records any more
     // (the executor holds a sender for log lines, so the writer is

@@ -8,12 +8,11 @@
 //! behind loses its place in the channel, never slows the function, and
 //! catches up from the store: ids are given in order, so "everything after
 //! the last id I saw" is a gap-free resume, also after a reconnect
-//! (`Last-Event-ID`). Old lines are removed by age and by count.
+//! (`Last-Event-ID`). Old lines are removed by `retention`.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use kumo_executor::{LogLine, LogSink};
 use kumo_store::LogLineRow;
@@ -80,28 +79,6 @@ impl LogSink for LogHub {
             } else {
                 let _ = sender.send(row);
             }
-        }
-    }
-}
-
-/// Removes old lines every minute (more often for a short `max_age`):
-/// older than `max_age`, or beyond the newest `max_lines`.
-pub(crate) async fn prune(state: crate::State, max_age: Duration, max_lines: u64) {
-    let period = (max_age / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
-    let mut tick = tokio::time::interval(period);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let older_than =
-            kumo_store::now_ms() - i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX / 2);
-        match state
-            .store()
-            .prune_log_lines(older_than, i64::try_from(max_lines).unwrap_or(i64::MAX))
-            .await
-        {
-            Ok(0) => {}
-            Ok(n) => tracing::debug!(removed = n, "old log lines removed"),
-            Err(e) => tracing::warn!(error = %e, "removing old log lines failed"),
         }
     }
 }

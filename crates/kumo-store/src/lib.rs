@@ -1111,6 +1111,54 @@ impl Store {
         .await?)
     }
 
+    /// Removes finished runs recorded before `older_than_ms`, and all but
+    /// the newest `keep` finished runs, a batch at a time (a long delete
+    /// would hold the writer); returns how many went. Unfinished runs stay.
+    pub async fn prune_invocations(&self, older_than_ms: i64, keep: i64) -> Result<u64> {
+        // Run ids are ULIDs: their order is their time's.
+        let ms = u64::try_from(older_than_ms.max(0)).unwrap_or(0);
+        let by_age = ulid::Ulid::from_parts(ms, 0)
+            .to_string()
+            .to_ascii_lowercase();
+        let by_count: Option<(String,)> =
+            sqlx::query_as("SELECT id FROM invocations ORDER BY id DESC LIMIT 1 OFFSET $1")
+                .bind(keep)
+                .fetch_optional(&self.db)
+                .await?;
+        // Below the age bound, and up to the (keep+1)-th newest run.
+        let mut removed = self.delete_runs_before(&by_age, false).await?;
+        if let Some((id,)) = by_count {
+            removed += self.delete_runs_before(&id, true).await?;
+        }
+        Ok(removed)
+    }
+
+    /// Deletes finished runs with ids below `bound` (or equal to it,
+    /// when `inclusive`), a batch at a time.
+    async fn delete_runs_before(&self, bound: &str, inclusive: bool) -> Result<u64> {
+        const BATCH: i64 = 5000;
+        let sql = if inclusive {
+            "DELETE FROM invocations WHERE id IN (SELECT id FROM invocations WHERE id <= $1 \
+             AND status NOT IN ('queued', 'running') ORDER BY id LIMIT $2)"
+        } else {
+            "DELETE FROM invocations WHERE id IN (SELECT id FROM invocations WHERE id < $1 \
+             AND status NOT IN ('queued', 'running') ORDER BY id LIMIT $2)"
+        };
+        let mut removed = 0;
+        loop {
+            let done = sqlx::query(sql)
+                .bind(bound)
+                .bind(BATCH)
+                .execute(&self.db)
+                .await?
+                .rows_affected();
+            removed += done;
+            if done < u64::try_from(BATCH).unwrap_or(0) {
+                return Ok(removed);
+            }
+        }
+    }
+
     /// Runs left `queued` or `running` (e.g. by a crash), oldest first.
     pub async fn unfinished_invocations(&self) -> Result<Vec<InvocationRow>> {
         Ok(sqlx::query_as(

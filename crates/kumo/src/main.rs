@@ -120,6 +120,12 @@ struct ServeArgs {
     /// How many log lines are kept at most, over all functions.
     #[arg(long, default_value_t = config::DEFAULT_LOG_MAX_LINES, env = "KUMO_LOG_MAX_LINES")]
     log_max_lines: u64,
+    /// How long run records (input, output, logs) are kept, in seconds.
+    #[arg(long, default_value_t = config::DEFAULT_RUN_RETENTION_SECS, env = "KUMO_RUN_RETENTION_SECS")]
+    run_retention_secs: u64,
+    /// How many run records are kept at most, over all functions.
+    #[arg(long, default_value_t = config::DEFAULT_RUN_MAX_RECORDS, env = "KUMO_RUN_MAX_RECORDS")]
+    run_max_records: u64,
     /// How long one dependency build may take, in seconds.
     #[arg(long, default_value_t = config::DEFAULT_BUILD_TIMEOUT_SECS, env = "KUMO_BUILD_TIMEOUT_SECS")]
     build_timeout_secs: u64,
@@ -188,8 +194,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         isolation: args.isolation,
         prewarm: args.prewarm.min(64),
         freeze_after: Duration::from_millis(args.freeze_after_ms.min(1000)),
-        log_retention: Duration::from_secs(args.log_retention_secs),
-        log_max_lines: args.log_max_lines.max(1000),
+        retention: config::Retention {
+            log_age: Duration::from_secs(args.log_retention_secs),
+            log_lines: args.log_max_lines.max(1000),
+            run_age: Duration::from_secs(args.run_retention_secs),
+            runs: args.run_max_records.max(1000),
+        },
         builds: config::BuildConfig {
             pip: args.pip,
             pip_source: config::PipSource {

@@ -507,12 +507,43 @@ async fn openapi_docs_health_and_metrics() {
         "openapi version"
     );
     let paths = spec["paths"].as_object().expect("paths");
-    for path in [
-        "/api/v1/projects/{project}/functions/{function}/deployments",
-        "/api/v1/projects/{project}/functions/{function}/invoke",
-        "/api/v1/invocations/{id}",
+    for (path, methods) in [
+        (
+            "/api/v1/projects/{project}/functions/{function}/deployments",
+            &["get", "post"][..],
+        ),
+        (
+            "/api/v1/projects/{project}/functions/{function}/deployments/{version}",
+            &["get"],
+        ),
+        (
+            "/api/v1/projects/{project}/functions/{function}/invoke",
+            &["post"],
+        ),
+        (
+            "/api/v1/projects/{project}/functions/{function}/logs",
+            &["get"],
+        ),
+        (
+            "/api/v1/projects/{project}/functions/{function}/metrics",
+            &["get"],
+        ),
+        ("/api/v1/projects/{project}/env", &["get"]),
+        (
+            "/api/v1/projects/{project}/env/{key}",
+            &["get", "put", "delete"],
+        ),
+        ("/api/v1/projects/{project}/routes", &["get", "post"]),
+        ("/api/v1/projects/{project}/routes/{id}", &["delete"]),
+        ("/api/v1/invocations/{id}", &["get"]),
     ] {
         assert!(paths.contains_key(path), "the spec documents {path}");
+        for method in methods {
+            assert!(
+                paths[path][method].is_object(),
+                "the spec documents {method} {path}"
+            );
+        }
     }
     assert!(
         paths["/api/v1/projects/{project}/functions/{function}/deployments"]["post"].is_object()

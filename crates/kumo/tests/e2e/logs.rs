@@ -228,14 +228,18 @@ async fn following_streams_a_running_call_and_resumes_without_gaps() {
     assert_eq!(answer["status"], "succeeded", "{answer}");
 }
 
-/// Lines older than the retention are removed in the background.
+/// Lines and run records older than their retention are removed in the
+/// background.
 #[tokio::test]
-async fn old_lines_are_removed() {
-    let server = TestServer::start_with(&["--log-retention-secs", "2"]).await;
+async fn old_lines_and_runs_are_removed() {
+    let server =
+        TestServer::start_with(&["--log-retention-secs", "2", "--run-retention-secs", "3"]).await;
     server
         .deploy("logs", "printer", &[("main.py", &py(PRINTER))], json!({}))
         .await;
-    server.invoke("logs", "printer", json!({"n": 2})).await;
+    let run = server.invoke("logs", "printer", json!({"n": 2})).await;
+    let id = run["id"].as_str().expect("a run id").to_string();
+    server.run_record(&id, Duration::from_secs(10)).await;
     assert_eq!(texts(&lines(&server, "").await).len(), 3);
     wait_for(
         "old lines to be removed",
@@ -243,6 +247,24 @@ async fn old_lines_are_removed() {
         async || texts(&lines(&server, "").await).is_empty().then_some(()),
     )
     .await;
+    wait_for(
+        "old runs to be removed",
+        Duration::from_secs(15),
+        async || {
+            (server
+                .get(&format!("/api/v1/invocations/{id}"))
+                .await
+                .status
+                == 404)
+                .then_some(())
+        },
+    )
+    .await;
+    let runs = server
+        .get("/api/v1/projects/logs/functions/printer/invocations")
+        .await
+        .expect_status(200);
+    assert_eq!(runs["items"], json!([]), "{runs}");
     let resp = server
         .send(server.public(Method::GET, "/metrics"))
         .await
