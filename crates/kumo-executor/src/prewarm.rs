@@ -38,9 +38,13 @@ impl Pool {
         self.runtime
     }
 
-    /// A ready generic instance, if one is waiting.
+    /// A ready generic instance, if one is waiting: the one that has
+    /// waited longest (whatever it warmed up is settled).
     pub(crate) fn take(&self) -> Option<Instance> {
-        let instance = self.ready.lock().expect("prewarm lock poisoned").pop();
+        let instance = {
+            let mut ready = self.ready.lock().expect("prewarm lock poisoned");
+            (!ready.is_empty()).then(|| ready.remove(0))
+        };
         if instance.is_some() {
             self.taken.notify_one();
         }
