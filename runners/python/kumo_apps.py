@@ -115,7 +115,9 @@ def _request(event):
     host = lookup.get("host", "localhost")
     r.host, _, port = host.rpartition(":") if host.rpartition(":")[2].isdigit() else (host, "", "")
     r.port = int(port) if port else (443 if r.scheme == "https" else 80)
-    r.client = lookup.get("x-forwarded-for", "127.0.0.1").split(",")[0].strip() or "127.0.0.1"
+    # The address the server saw, never a header the client wrote.
+    source = event.get("sourceIp")
+    r.client = source if type(source) is str and source else "127.0.0.1"
     return r
 
 
@@ -319,7 +321,9 @@ class WsgiApp(object):
                 environ["CONTENT_TYPE"] = value
             elif name == "content-length":
                 environ["CONTENT_LENGTH"] = value
-            else:
+            elif "_" not in name:
+                # A header with '_' would pass for one with '-' (x-user_id
+                # for x-user-id, set by a proxy): left out, as servers do.
                 key = "HTTP_" + name.upper().replace("-", "_")
                 environ[key] = environ[key] + "," + value if key in environ else value
         if r.body and "CONTENT_LENGTH" not in environ:

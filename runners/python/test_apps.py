@@ -160,10 +160,14 @@ def app(environ, start_response):
 class TestWsgi(RunnerTestCase):
     def test_environ_and_response(self):
         r = self.loaded(WSGI_ECHO)
-        out = self.output(r, http("PUT", "/a b/c", "q=1", {"host": "example.org",
-                                                           "content-type": "text/plain",
-                                                           "x-forwarded-proto": "https",
-                                                           "x-custom": "v"}, "payload"))
+        event = http("PUT", "/a b/c", "q=1", {"host": "example.org",
+                                              "content-type": "text/plain",
+                                              "x-forwarded-proto": "https",
+                                              "x-forwarded-for": "6.6.6.6",
+                                              "x-user_id": "spoofed",
+                                              "x-custom": "v"}, "payload")
+        event["sourceIp"] = "10.0.0.7"
+        out = self.output(r, event)
         self.assertEqual(out["statusCode"], 202)
         self.assertEqual(out["headers"]["set-cookie"], ["a=1", "b=2"])
         import json
@@ -179,6 +183,8 @@ class TestWsgi(RunnerTestCase):
         self.assertEqual(env["SERVER_PORT"], "443")
         self.assertEqual(env["wsgi.url_scheme"], "https")
         self.assertEqual(env["body"], "payload")
+        self.assertEqual(env["REMOTE_ADDR"], "10.0.0.7", "the server's view, not x-forwarded-for")
+        self.assertNotIn("HTTP_X_USER_ID", env, "a header with '_' is left out")
         self.assertTrue(env["request_id"].startswith("run-"))
 
     def test_an_object_with_wsgi_app_and_close_is_served(self):

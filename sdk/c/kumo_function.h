@@ -192,6 +192,27 @@ const char *kumo_json_member(const char *json, size_t len, const char *key, size
     return NULL;
 }
 
+/* The length of the valid UTF-8 sequence at p (1-4), or 0 if invalid. */
+static size_t kumo__utf8_len(const unsigned char *p, size_t left) {
+    unsigned char c = p[0];
+    size_t n;
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (c < 0x80) return 1;
+    if (c >= 0xC2 && c <= 0xDF) n = 2;
+    else if (c >= 0xE0 && c <= 0xEF) n = 3;
+    else if (c >= 0xF0 && c <= 0xF4) n = 4;
+    else return 0;
+    if (n > left) return 0;
+    if (c == 0xE0) lo = 0xA0;      /* no overlong forms */
+    if (c == 0xED) hi = 0x9F;      /* no surrogates */
+    if (c == 0xF0) lo = 0x90;
+    if (c == 0xF4) hi = 0x8F;      /* nothing above U+10FFFF */
+    if (p[1] < lo || p[1] > hi) return 0;
+    for (size_t i = 2; i < n; i++)
+        if (p[i] < 0x80 || p[i] > 0xBF) return 0;
+    return n;
+}
+
 char *kumo_json_string(const char *text, size_t len) {
     char *out = malloc(len * 6 + 3);
     if (!out) return NULL;
@@ -199,7 +220,18 @@ char *kumo_json_string(const char *text, size_t len) {
     out[at++] = '"';
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)text[i];
-        if (c == '"' || c == '\\') {
+        if (c >= 0x80) {
+            /* Valid UTF-8 is copied; anything else becomes '?', so the
+             * frame stays valid JSON. */
+            size_t n = kumo__utf8_len((const unsigned char *)text + i, len - i);
+            if (n == 0) {
+                out[at++] = '?';
+            } else {
+                memcpy(out + at, text + i, n);
+                at += n;
+                i += n - 1;
+            }
+        } else if (c == '"' || c == '\\') {
             out[at++] = '\\';
             out[at++] = (char)c;
         } else if (c == '\n') {

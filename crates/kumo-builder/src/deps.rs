@@ -128,12 +128,31 @@ fn python_requirements(text: &str) -> Result<String, (usize, String)> {
                 ),
             ));
         }
+        // pip takes a word that looks like an archive as a local path.
+        const ARCHIVES: &[&str] = &[
+            ".whl",
+            ".zip",
+            ".tar",
+            ".tar.gz",
+            ".tgz",
+            ".tar.bz2",
+            ".tbz",
+            ".tar.xz",
+            ".txz",
+            ".tar.lz",
+            ".tlz",
+            ".tar.lzma",
+        ];
+        let lower = line.to_ascii_lowercase();
         if line.contains("://")
             || line.contains('@')
             || line.starts_with(['.', '/', '~'])
-            || line.ends_with(".whl")
-            || line.ends_with(".tar.gz")
-            || line.ends_with(".zip")
+            || ARCHIVES.iter().any(|a| {
+                lower
+                    .split([' ', ';'])
+                    .next()
+                    .is_some_and(|w| w.ends_with(a))
+            })
         {
             return Err((
                 n,
@@ -257,7 +276,11 @@ fn node_dependencies(text: &str) -> Result<String, String> {
         let Some(spec) = spec.as_str() else {
             return Err(format!("the version of '{name}' must be a string"));
         };
+        // npm takes a spec starting with '.' or '~/' as a local path
+        // ('~1.2' is a range).
         let registry_spec = !spec.is_empty()
+            && !spec.starts_with('.')
+            && !spec.starts_with("~/")
             && spec.len() <= 256
             && spec.chars().all(|c| {
                 c.is_ascii_alphanumeric()
@@ -352,6 +375,8 @@ mod tests {
             ("git+https://github.com/x/y", "direct references"),
             ("./local", "direct references"),
             ("pkg.whl", "direct references"),
+            ("pkg.tgz", "direct references"),
+            ("x.tar.bz2", "direct references"),
             ("requests>=2 \\", "not a requirement"),
             ("$(id)", "not a requirement"),
             ("requests --config-settings=x=y", "options"),
@@ -399,6 +424,9 @@ mod tests {
             r#"{"dependencies":{"x":"file:../y"}}"#,
             r#"{"dependencies":{"x":"user/repo"}}"#,
             r#"{"dependencies":{"x":"npm:other@1"}}"#,
+            r#"{"dependencies":{"x":"."}}"#,
+            r#"{"dependencies":{"x":"..x.tgz"}}"#,
+            r#"{"dependencies":{"x":"~/x"}}"#,
             r#"{"dependencies":{"../x":"1"}}"#,
             r#"{"dependencies":{"x":1}}"#,
             r#"{"dependencies":[]}"#,

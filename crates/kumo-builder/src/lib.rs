@@ -255,6 +255,7 @@ impl Builder {
             building.entry(key.to_string()).or_default().clone()
         };
         let result = cell
+            .clone()
             .get_or_init(|| async {
                 let _slot = self.inner.slots.acquire().await;
                 // Finished while this call waited for its turn?
@@ -268,11 +269,12 @@ impl Builder {
             })
             .await
             .clone();
-        self.inner
-            .building
-            .lock()
-            .expect("builds lock poisoned")
-            .remove(key);
+        // Only the entry this call shared: a later build of the key (after
+        // a failure) may have one of its own by now.
+        let mut building = self.inner.building.lock().expect("builds lock poisoned");
+        if building.get(key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+            building.remove(key);
+        }
         result
     }
 
@@ -281,9 +283,11 @@ impl Builder {
             return Err(plain_error(format!("invalid layer key '{key}'")));
         };
         let config = &self.inner.config;
+        static BUILDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = BUILDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let work = config
             .layers_dir
-            .join(format!(".build-{key}-{}", std::process::id()));
+            .join(format!(".build-{key}-{}-{n}", std::process::id()));
         let _ = remove_tree(&work);
         let out = work.join("out");
         let input = work.join("in");
@@ -340,7 +344,9 @@ impl Builder {
         }
     }
 
-    /// The sandbox that runs the package manager.
+    /// The sandbox that runs the package manager. Paths are the sandbox's
+    /// own (`/out`, `/in`…) in namespace mode, the host's in process mode
+    /// (development machines), where nothing is mounted.
     fn spec(
         &self,
         deps: &Deps,
@@ -350,12 +356,32 @@ impl Builder {
     ) -> Result<kumo_sandbox::Spec, String> {
         let inner = &self.inner;
         let config = &inner.config;
+        let isolated = config.sandbox.isolation() == kumo_sandbox::Isolation::Namespaces;
+        // Where a host path is seen by the package manager.
+        let at = |inside: &str, host: &Path| -> PathBuf {
+            if isolated {
+                PathBuf::from(inside)
+            } else {
+                host.to_path_buf()
+            }
+        };
+        let tmp = if isolated {
+            PathBuf::from("/tmp")
+        } else {
+            work.join("tmp")
+        };
+        if !isolated {
+            std::fs::create_dir_all(&tmp)
+                .map_err(|e| format!("creating {}: {e}", tmp.display()))?;
+        }
+        let tmp_str = tmp.to_string_lossy().into_owned();
         let mut env: Vec<(std::ffi::OsString, std::ffi::OsString)> = vec![
             ("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()),
             ("LANG".into(), "C.UTF-8".into()),
-            ("HOME".into(), "/tmp".into()),
-            ("TMPDIR".into(), "/tmp".into()),
+            ("HOME".into(), tmp_str.clone().into()),
+            ("TMPDIR".into(), tmp_str.clone().into()),
         ];
+        let out_at = at("/out", out);
         let mut mounts: Vec<(PathBuf, PathBuf)> = Vec::new();
         let mut writable_mounts = vec![(out.to_path_buf(), PathBuf::from("/out"))];
         let mut tcp_ports = vec![443, 80];
@@ -367,9 +393,10 @@ impl Builder {
                 let inside = Path::new("/pip").join(name);
                 mounts.push((pip.path.clone(), inside.clone()));
                 mounts.push((input.to_path_buf(), PathBuf::from("/in")));
+                let wheel = if isolated { inside } else { pip.path.clone() };
                 // A wheel runs as it is: `python pip.whl/pip`.
                 let mut args: Vec<std::ffi::OsString> =
-                    vec!["-I".into(), "-S".into(), inside.join("pip").into()];
+                    vec!["-I".into(), "-S".into(), wheel.join("pip").into()];
                 args.extend(
                     [
                         "install",
@@ -382,16 +409,16 @@ impl Builder {
                         "--only-binary",
                         ":all:",
                         "--target",
-                        "/out",
-                        "--requirement",
-                        "/in/requirements.txt",
                     ]
                     .map(std::ffi::OsString::from),
                 );
+                args.push(out_at.clone().into());
+                args.push("--requirement".into());
+                args.push(at("/in", input).join("requirements.txt").into());
                 let source = &config.pip_source;
                 if let Some(links) = &source.find_links {
                     mounts.push((links.clone(), PathBuf::from("/wheels")));
-                    args.extend(["--find-links".into(), "/wheels".into()]);
+                    args.extend(["--find-links".into(), at("/wheels", links).into()]);
                 }
                 if source.offline {
                     args.push("--no-index".into());
@@ -406,20 +433,22 @@ impl Builder {
                 let npm = inner.npm.as_ref().ok_or("no npm")?;
                 let node = config.toolchain.node.clone().ok_or("no node")?;
                 mounts.push((npm.path.clone(), PathBuf::from("/npm")));
-                let mut args: Vec<std::ffi::OsString> = [
-                    "/npm/bin/npm-cli.js",
-                    "install",
-                    "--omit=dev",
-                    "--ignore-scripts",
-                    "--no-audit",
-                    "--no-fund",
-                    "--no-update-notifier",
-                    "--no-package-lock",
-                    "--loglevel=warn",
-                    "--logs-dir=/tmp/npm-logs",
-                ]
-                .map(std::ffi::OsString::from)
-                .to_vec();
+                let mut args: Vec<std::ffi::OsString> =
+                    vec![at("/npm", &npm.path).join("bin/npm-cli.js").into()];
+                args.extend(
+                    [
+                        "install",
+                        "--omit=dev",
+                        "--ignore-scripts",
+                        "--no-audit",
+                        "--no-fund",
+                        "--no-update-notifier",
+                        "--no-package-lock",
+                        "--loglevel=warn",
+                    ]
+                    .map(std::ffi::OsString::from),
+                );
+                args.push(format!("--logs-dir={tmp_str}/npm-logs").into());
                 let source = &config.npm_source;
                 match &source.offline_cache {
                     Some(cache) => {
@@ -429,12 +458,13 @@ impl Builder {
                         copy_tree(cache, &copy).map_err(|e| {
                             format!("copying the npm cache {}: {e}", cache.display())
                         })?;
+                        args.push(format!("--cache={}", at("/npm-cache", &copy).display()).into());
                         writable_mounts.push((copy, PathBuf::from("/npm-cache")));
-                        args.extend(["--offline".into(), "--cache=/npm-cache".into()]);
+                        args.push("--offline".into());
                         online = false;
                     }
                     None => {
-                        args.push("--cache=/tmp/npm-cache".into());
+                        args.push(format!("--cache={tmp_str}/npm-cache").into());
                         online = true;
                     }
                 }
@@ -459,7 +489,7 @@ impl Builder {
             program,
             args,
             env,
-            cwd: PathBuf::from("/out"),
+            cwd: out_at,
             mounts,
             writable_mounts,
             pending_mounts: Vec::new(),

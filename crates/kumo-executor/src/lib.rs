@@ -293,12 +293,11 @@ impl Executor {
         let _in_flight = InFlight(inner);
         let started = Instant::now();
         let call_record = inner.call_started(spec, started);
-        let live = inner.config.log_sink.clone().map(|sink| logs::Live {
-            sink,
-            function_id: spec.function_id.as_str().into(),
-            run_id: run_id.into(),
-            redact: spec.redact.clone().into(),
-        });
+        let live = inner
+            .config
+            .log_sink
+            .clone()
+            .map(|sink| logs::Live::new(sink, &spec.function_id, run_id, &spec.redact));
         let mut logs = LogCapture::live(inner.config.log_bytes, live);
 
         let warm = pool.idle.lock().expect("pool lock poisoned").pop();

@@ -45,11 +45,45 @@ pub(crate) struct Live {
     pub(crate) sink: Arc<dyn LogSink>,
     pub(crate) function_id: Arc<str>,
     pub(crate) run_id: Arc<str>,
-    pub(crate) redact: Arc<[String]>,
+    /// Secrets, and each line of a secret that spans lines (a line of
+    /// output can hold only one of its lines), longest first.
+    redact: Arc<[String]>,
+    /// The longest of them, in bytes.
+    longest: usize,
+}
+
+impl Live {
+    pub(crate) fn new(
+        sink: Arc<dyn LogSink>,
+        function_id: &str,
+        run_id: &str,
+        secrets: &[String],
+    ) -> Live {
+        let mut redact: Vec<String> = Vec::new();
+        for secret in secrets {
+            redact.push(secret.clone());
+            if secret.contains('\n') {
+                redact.extend(secret.lines().map(str::to_string));
+            }
+        }
+        redact.retain(|s| s.len() >= REDACT_MIN_LEN);
+        redact.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        redact.dedup();
+        Live {
+            sink,
+            function_id: function_id.into(),
+            run_id: run_id.into(),
+            longest: redact.first().map_or(0, String::len),
+            redact: redact.into(),
+        }
+    }
 }
 
 /// A line longer than this is handed on in pieces.
 const MAX_LINE_BYTES: usize = 16 * 1024;
+/// Lines one call hands on, at most (its run's logs keep everything up
+/// to the byte cap; beyond this, live logs show a marker instead).
+const MAX_LINES_PER_CALL: usize = 10_000;
 
 /// Collects a call's output up to a byte cap.
 #[derive(Debug)]
@@ -60,6 +94,8 @@ pub(crate) struct LogCapture {
     live: Option<Live>,
     /// The unfinished last line of each stream.
     partial: [Vec<u8>; 2],
+    /// Lines handed on so far.
+    lines: usize,
 }
 
 impl LogCapture {
@@ -70,6 +106,7 @@ impl LogCapture {
             truncated: false,
             live: None,
             partial: [Vec::new(), Vec::new()],
+            lines: 0,
         }
     }
 
@@ -106,19 +143,41 @@ impl LogCapture {
             rest = &rest[at + 1..];
         }
         self.partial[index].extend_from_slice(rest);
-        while self.partial[index].len() > MAX_LINE_BYTES {
-            let piece: Vec<u8> = self.partial[index].drain(..MAX_LINE_BYTES).collect();
-            self.emit(stream, &piece);
+        // A very long line goes on in pieces; the cut leaves at least the
+        // longest secret's length behind, so a secret is never split.
+        let keep = self.live.as_ref().map_or(0, |l| l.longest);
+        while self.partial[index].len() > MAX_LINE_BYTES + keep {
+            let cut = self.partial[index].len() - keep;
+            let whole = std::mem::take(&mut self.partial[index]);
+            let mut text = String::from_utf8_lossy(&whole[..cut]).into_owned();
+            self.partial[index] = whole[cut..].to_vec();
+            if let Some(live) = &self.live {
+                redact_sorted(&mut text, &live.redact);
+            }
+            self.emit_text(stream, text);
         }
     }
 
-    fn emit(&self, stream: Stream, bytes: &[u8]) {
+    fn emit(&mut self, stream: Stream, bytes: &[u8]) {
         let Some(live) = &self.live else { return };
         let mut text = String::from_utf8_lossy(bytes).into_owned();
         if text.ends_with('\r') {
             text.pop();
         }
-        redact(&mut text, &live.redact);
+        redact_sorted(&mut text, &live.redact);
+        self.emit_text(stream, text);
+    }
+
+    fn emit_text(&mut self, stream: Stream, text: String) {
+        let Some(live) = &self.live else { return };
+        self.lines += 1;
+        let text = match self.lines.cmp(&(MAX_LINES_PER_CALL + 1)) {
+            std::cmp::Ordering::Less => text,
+            std::cmp::Ordering::Equal => format!(
+                "[kumo: more than {MAX_LINES_PER_CALL} lines in this call; the rest is in its run's logs]"
+            ),
+            std::cmp::Ordering::Greater => return,
+        };
         live.sink.line(LogLine {
             function_id: &live.function_id,
             run_id: &live.run_id,
@@ -155,9 +214,24 @@ impl LogCapture {
 /// ordinary text.
 pub(crate) const REDACT_MIN_LEN: usize = 4;
 
-/// Blots `secrets` out of `text`.
+/// Blots `secrets` out of `text`, the longest first (so a secret that
+/// holds a shorter one goes whole).
 pub(crate) fn redact(text: &mut String, secrets: &[String]) {
-    for secret in secrets.iter().filter(|s| s.len() >= REDACT_MIN_LEN) {
+    let mut sorted: Vec<&String> = secrets
+        .iter()
+        .filter(|s| s.len() >= REDACT_MIN_LEN)
+        .collect();
+    sorted.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    for secret in sorted {
+        if text.contains(secret.as_str()) {
+            *text = text.replace(secret.as_str(), kumo_types::SECRET_MASK);
+        }
+    }
+}
+
+/// [`redact`] with `secrets` already sorted longest first.
+fn redact_sorted(text: &mut String, secrets: &[String]) {
+    for secret in secrets {
         if text.contains(secret.as_str()) {
             *text = text.replace(secret.as_str(), kumo_types::SECRET_MASK);
         }
@@ -208,12 +282,7 @@ mod tests {
     #[test]
     fn lines_are_handed_on_as_they_complete() {
         let sink = Arc::new(Lines::default());
-        let live = Live {
-            sink: sink.clone(),
-            function_id: "f".into(),
-            run_id: "r".into(),
-            redact: vec!["hunter2".to_string()].into(),
-        };
+        let live = Live::new(sink.clone(), "f", "r", &["hunter2".to_string()]);
         let mut logs = LogCapture::live(64, Some(live));
         logs.push(Stream::Stdout, b"one\ntw");
         logs.push(Stream::Stderr, b"err: hunter2\r\n");
@@ -232,5 +301,51 @@ mod tests {
         assert_eq!(lines[1].0, Stream::Stderr);
         assert!(texts[3].starts_with("threezz"), "{texts:?}");
         assert_eq!(texts.last(), Some(&"[kumo: logs truncated at 0 KiB]"));
+    }
+
+    #[test]
+    fn secrets_are_blotted_out_of_lines_whatever_their_shape() {
+        let sink = Arc::new(Lines::default());
+        let pem = "-----BEGIN KEY-----\nAAAABBBBCCCC\n-----END KEY-----".to_string();
+        let secrets = vec!["abcd".to_string(), "abcdefgh".to_string(), pem];
+        let live = Live::new(sink.clone(), "f", "r", &secrets);
+        let mut logs = LogCapture::live(1 << 22, Some(live));
+        logs.push(Stream::Stdout, b"key abcdefgh and abcd\n");
+        logs.push(
+            Stream::Stdout,
+            b"-----BEGIN KEY-----\nAAAABBBBCCCC\n-----END KEY-----\n",
+        );
+        // A long line whose cut would fall inside a secret.
+        let mut long = vec![b'x'; MAX_LINE_BYTES - 3];
+        long.extend_from_slice(b"abcdefgh");
+        long.extend_from_slice(&[b'y'; MAX_LINE_BYTES]);
+        logs.push(Stream::Stdout, &long);
+        logs.finish();
+        let lines = sink.0.lock().expect("lines").clone();
+        let all: String = lines
+            .iter()
+            .map(|(_, t)| t.as_str())
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(lines[0].1 == "key *** and ***", "{:?}", lines[0]);
+        for leaked in ["abcd", "AAAABBBBCCCC", "efgh"] {
+            assert!(!all.contains(leaked), "{leaked} leaked");
+        }
+    }
+
+    #[test]
+    fn lines_per_call_are_capped() {
+        let sink = Arc::new(Lines::default());
+        let live = Live::new(sink.clone(), "f", "r", &[]);
+        let mut logs = LogCapture::live(1 << 22, Some(live));
+        logs.push(Stream::Stdout, &b"\n".repeat(MAX_LINES_PER_CALL + 50));
+        logs.finish();
+        let lines = sink.0.lock().expect("lines").clone();
+        assert_eq!(lines.len(), MAX_LINES_PER_CALL + 1);
+        assert!(
+            lines
+                .last()
+                .is_some_and(|(_, t)| t.starts_with("[kumo: more than"))
+        );
     }
 }

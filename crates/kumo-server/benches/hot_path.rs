@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use axum::http::{HeaderMap, HeaderValue, Method, Uri, header};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use kumo_server::encode_event;
 use kumo_server::routes::{Lookup, RoutePattern, RouteTable};
+use kumo_server::{EventParts, encode_event};
 
 /// The resources of a made-up project API; each gets the usual REST routes.
 const RESOURCES: [&str; 12] = [
@@ -201,15 +201,16 @@ fn bench_encode(c: &mut Criterion) {
         let path = function_path(&uri);
         group.bench_function(name, |b| {
             b.iter(|| {
-                encode_event(
-                    black_box(&method),
-                    black_box("/fn/bench/hello"),
-                    black_box(path),
-                    black_box(&[]),
-                    black_box(&uri),
-                    black_box(&headers),
-                    black_box(&body),
-                )
+                encode_event(black_box(&EventParts {
+                    method: &method,
+                    base_path: "/fn/bench/hello",
+                    path,
+                    params: &[],
+                    uri: &uri,
+                    headers: &headers,
+                    body: &body,
+                    source_ip: None,
+                }))
                 .expect("an event")
                 .get()
                 .len()
@@ -232,9 +233,17 @@ fn bench_lookup_and_encode(c: &mut Criterion) {
                 let Lookup::Found(found) = table.lookup(black_box(&method), black_box(path)) else {
                     panic!("the request matches a route");
                 };
-                let event =
-                    encode_event(&method, "/fn/bench/hello", path, &[], &uri, &headers, &body)
-                        .expect("an event");
+                let event = encode_event(&EventParts {
+                    method: &method,
+                    base_path: "/fn/bench/hello",
+                    path,
+                    params: &[],
+                    uri: &uri,
+                    headers: &headers,
+                    body: &body,
+                    source_ip: None,
+                })
+                .expect("an event");
                 (*found.value, found.params.len(), event.get().len())
             });
         });

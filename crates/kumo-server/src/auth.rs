@@ -215,6 +215,9 @@ pub(crate) async fn bootstrap(
         )
         .await
         .context("creating the admin token")?;
+    if config.quiet {
+        return Ok(());
+    }
     println!("created the admin account (first start)");
     println!("  user:     admin");
     println!("  password: {password}");

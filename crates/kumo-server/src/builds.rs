@@ -22,8 +22,12 @@ use crate::api::functions::{LoadTarget, check_load};
 pub(crate) enum Activation {
     /// Unless a newer version is active by then (a new deploy).
     IfNewest,
-    /// In any case (a rollback that had to rebuild an evicted layer).
-    Always,
+    /// A rollback that had to rebuild an evicted layer: unless the active
+    /// version changed meanwhile (a deploy or another rollback came
+    /// after), in which case the later wish stands. The version was good
+    /// before, so a failed rebuild leaves it `ready` (with the error), to
+    /// be tried again.
+    Rollback { active_when_asked: Option<i64> },
 }
 
 /// One deployment to build.
@@ -65,8 +69,9 @@ async fn run(state: &State, job: Job) -> anyhow::Result<()> {
     let built = match built {
         Ok(built) => built,
         Err(e) => {
+            let status = failed_status(activation);
             store
-                .set_build(&deployment.id, "failed", Some(&e.summary), Some(&e.log))
+                .set_build(&deployment.id, status, Some(&e.summary), Some(&e.log))
                 .await?;
             return Ok(());
         }
@@ -100,7 +105,12 @@ async fn run(state: &State, job: Job) -> anyhow::Result<()> {
     .await;
     if let Err(e) = loaded {
         store
-            .set_build(&deployment.id, "failed", Some(&e.message), Some(&built.log))
+            .set_build(
+                &deployment.id,
+                failed_status(activation),
+                Some(&e.message),
+                Some(&built.log),
+            )
             .await?;
         return Ok(());
     }
@@ -113,16 +123,24 @@ async fn run(state: &State, job: Job) -> anyhow::Result<()> {
                 .activate_if_newer(&function.id, deployment.version)
                 .await?
         }
-        Activation::Always => {
+        Activation::Rollback { active_when_asked } => {
             store
-                .set_active_version(&function.id, deployment.version)
-                .await?;
-            true
+                .activate_if_active(&function.id, deployment.version, active_when_asked)
+                .await?
         }
     };
     state.registry().invalidate(&project, &function.name);
     tracing::info!(project = %project, function = %function.name, version = deployment.version, activated, "built");
     Ok(())
+}
+
+/// The status a failed build leaves: a new version failed; a version that
+/// was good and only had to be rebuilt stays ready, to be tried again.
+fn failed_status(activation: Activation) -> &'static str {
+    match activation {
+        Activation::IfNewest => "failed",
+        Activation::Rollback { .. } => "ready",
+    }
 }
 
 /// A function's settings as a deployment stores them.

@@ -130,6 +130,9 @@ pub struct Config {
     pub builds: BuildConfig,
     /// What is kept of log lines and run records.
     pub retention: Retention,
+    /// Print nothing on standard output (no first-start banner, no
+    /// listening line): for a server embedded in another command.
+    pub quiet: bool,
     pub limits: Limits,
 }
 
@@ -155,6 +158,7 @@ impl Default for Config {
             freeze_after: Duration::from_millis(DEFAULT_FREEZE_AFTER_MS),
             builds: BuildConfig::default(),
             retention: Retention::default(),
+            quiet: false,
             limits: Limits::default(),
         }
     }

@@ -57,6 +57,8 @@ struct Request {
     uri: Uri,
     headers: HeaderMap,
     body: bytes::Bytes,
+    /// The peer, when the server runs with connection info.
+    source: Option<std::net::SocketAddr>,
 }
 
 async fn call(
@@ -66,6 +68,7 @@ async fn call(
         function,
         rest,
     }): Path<Target>,
+    extensions: axum::http::Extensions,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -84,6 +87,9 @@ async fn call(
         uri,
         headers,
         body,
+        source: extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0),
     };
     if let Some(policy) = &resolved.cors
         && cors::is_preflight(&request.method, &request.headers)
@@ -109,6 +115,7 @@ async fn call(
 async fn call_route(
     AxState(state): AxState<State>,
     Path(ProjectTarget { project }): Path<ProjectTarget>,
+    extensions: axum::http::Extensions,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -126,6 +133,9 @@ async fn call_route(
         uri,
         headers,
         body,
+        source: extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0),
     };
     if let Some(policy) = &surface.cors
         && cors::is_preflight(&request.method, &request.headers)
@@ -133,11 +143,12 @@ async fn call_route(
         return policy.preflight(&request.headers);
     }
     let base_path = format!("/p/{project}");
-    // Routes match the path as sent (percent-encoded), after the prefix.
+    // Routes match the path as sent (percent-encoded), after the prefix:
+    // `/p/{project}`, whichever way the project's name was written.
     let raw = request.uri.path();
-    let raw = match raw.strip_prefix(base_path.as_str()) {
-        Some("") | None => "/",
-        Some(rest) => rest,
+    let raw = match raw.match_indices('/').nth(2) {
+        Some((at, _)) => &raw[at..],
+        None => "/",
     };
     let mut found = surface.routes.lookup(&request.method, raw);
     if request.method == Method::HEAD && matches!(found, Lookup::NotFound) {
@@ -224,15 +235,16 @@ async fn serve(
             .into_response();
         }
     }
-    let event = match encode_event(
-        &request.method,
+    let event = match encode_event(&EventParts {
+        method: &request.method,
         base_path,
         path,
         params,
-        &request.uri,
-        &request.headers,
-        &request.body,
-    ) {
+        uri: &request.uri,
+        headers: &request.headers,
+        body: &request.body,
+        source_ip: request.source.map(|a| a.ip()),
+    }) {
         Ok(event) => event,
         Err(e) => return e.into_response(),
     };
@@ -267,20 +279,43 @@ struct HttpEvent<'a> {
     /// follows it.
     #[serde(rename = "basePath")]
     base_path: &'a str,
+    /// The client's address as the server saw it (not a header a client
+    /// can write).
+    #[serde(rename = "sourceIp", skip_serializing_if = "Option::is_none")]
+    source_ip: Option<String>,
+}
+
+/// What an HTTP event is made of.
+#[derive(Debug, Clone, Copy)]
+pub struct EventParts<'a> {
+    pub method: &'a Method,
+    /// The prefix the function is served under (`/fn/p/f`, `/p/p`).
+    pub base_path: &'a str,
+    /// The path after the prefix, decoded.
+    pub path: &'a str,
+    /// Route parameters, decoded.
+    pub params: &'a [(String, String)],
+    pub uri: &'a Uri,
+    pub headers: &'a HeaderMap,
+    pub body: &'a [u8],
+    /// The address the request came from, as the server saw it.
+    pub source_ip: Option<std::net::IpAddr>,
 }
 
 /// Encodes the event once, straight to the JSON the runner receives.
 ///
 /// Public only so the benchmarks (`benches/hot_path.rs`) can reach it.
-pub fn encode_event(
-    method: &Method,
-    base_path: &str,
-    path: &str,
-    params: &[(String, String)],
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<Box<RawValue>, ApiError> {
+pub fn encode_event(parts: &EventParts<'_>) -> Result<Box<RawValue>, ApiError> {
+    let EventParts {
+        method,
+        base_path,
+        path,
+        params,
+        uri,
+        headers,
+        body,
+        source_ip,
+    } = *parts;
     let mut query: BTreeMap<Cow<str>, Cow<str>> = BTreeMap::new();
     if let Some(q) = uri.query() {
         for (k, v) in form_urlencoded::parse(q.as_bytes()) {
@@ -329,6 +364,7 @@ pub fn encode_event(
         body,
         is_base64_encoded,
         base_path,
+        source_ip: source_ip.map(|ip| ip.to_canonical().to_string()),
     };
     // The serializer's output is valid JSON by construction; wrapping it
     // this way does not parse it again.
@@ -476,8 +512,17 @@ mod tests {
         headers.insert("X-Thing", HeaderValue::from_static("a"));
         headers.append("x-thing", HeaderValue::from_static("b"));
         let uri: Uri = "/fn/p/f/a/b?x=1&y=2&x=3".parse().expect("uri");
-        let event = encode_event(&Method::POST, "/fn/p/f", "/a/b", &[], &uri, &headers, b"hi")
-            .expect("event");
+        let parts = EventParts {
+            method: &Method::POST,
+            base_path: "/fn/p/f",
+            path: "/a/b",
+            params: &[],
+            uri: &uri,
+            headers: &headers,
+            body: b"hi",
+            source_ip: Some("10.1.2.3".parse().expect("an address")),
+        };
+        let event = encode_event(&parts).expect("event");
         let v: Value = serde_json::from_str(event.get()).expect("json");
         assert_eq!(v["method"], "POST");
         assert_eq!(v["path"], "/a/b");
@@ -487,15 +532,13 @@ mod tests {
         assert_eq!(v["headers"]["x-thing"], "a, b");
         assert_eq!(v["body"], "hi");
         assert_eq!(v["isBase64Encoded"], false);
-        let event = encode_event(
-            &Method::GET,
-            "/fn/p/f",
-            "/",
-            &[],
-            &uri,
-            &headers,
-            &[0xff, 0x00],
-        )
+        assert_eq!(v["sourceIp"], "10.1.2.3");
+        let event = encode_event(&EventParts {
+            method: &Method::GET,
+            path: "/",
+            body: &[0xff, 0x00],
+            ..parts
+        })
         .expect("event");
         let v: Value = serde_json::from_str(event.get()).expect("json");
         assert_eq!(v["isBase64Encoded"], true);

@@ -44,7 +44,7 @@ use kumo_store::Store;
 
 pub use config::Config;
 // Public for the benchmarks; not an interface for other crates.
-pub use gateway::encode_event;
+pub use gateway::{EventParts, encode_event};
 
 /// Runs the sandbox helper (`kumo __sandbox`); never returns.
 pub fn run_sandbox_helper() -> ! {
@@ -237,7 +237,9 @@ pub async fn serve(
     let evictor = tokio::spawn(builds::evict_unused(state.clone()));
     let pruner = tokio::spawn(retention::prune(state.clone()));
 
-    println!("kumo listening on http://{addr}");
+    if !state.config().quiet {
+        println!("kumo listening on http://{addr}");
+    }
     tracing::info!(%addr, "listening");
     let grace = state.config().drain_timeout;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -33,10 +33,14 @@ pub(crate) struct LogHub {
 }
 
 impl LogHub {
-    /// A hub whose ids continue after `last_id`.
+    /// A hub whose ids continue after `last_id`, and after the current
+    /// time in microseconds: ids never go back, even when retention has
+    /// emptied the store and the server restarts (a reader resuming from
+    /// an old id would otherwise wait for new ids to catch up).
     pub(crate) fn new(recorder: Recorder, last_id: i64) -> LogHub {
+        let now_us = kumo_store::now_ms().saturating_mul(1000);
         LogHub {
-            next_id: AtomicI64::new(last_id + 1),
+            next_id: AtomicI64::new((last_id + 1).max(now_us)),
             recorder,
             followers: Mutex::new(HashMap::new()),
             dropped: AtomicU64::new(0),
@@ -60,19 +64,21 @@ impl LogHub {
 
 impl LogSink for LogHub {
     fn line(&self, line: LogLine<'_>) {
-        let row = LogLineRow {
+        // Ids are given, queued and sent under one lock, so the store and
+        // every follower see lines in id order (a follower skips what is
+        // not newer than the last line it sent).
+        let mut followers = self.followers.lock().expect("followers lock poisoned");
+        let row = Arc::new(LogLineRow {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             function_id: line.function_id.to_string(),
             run_id: line.run_id.to_string(),
             stream: line.stream.as_str().to_string(),
             time: line.time_ms,
             line: line.text,
-        };
-        let row = Arc::new(row);
+        });
         if !self.recorder.try_log((*row).clone()) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
-        let mut followers = self.followers.lock().expect("followers lock poisoned");
         if let Some(sender) = followers.get(&row.function_id) {
             if sender.receiver_count() == 0 {
                 followers.remove(&row.function_id);

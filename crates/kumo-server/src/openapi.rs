@@ -16,7 +16,7 @@ use crate::api::{accounts, env, functions, logs, projects, routing, runs};
         projects::list, projects::create, projects::get, projects::update, projects::remove,
         functions::list, functions::create, functions::get, functions::update, functions::remove,
         functions::deploy, functions::list_deployments, functions::get_deployment, functions::activate,
-        functions::metrics,
+        functions::metrics, functions::files,
         runs::invoke, runs::list, runs::get, runs::replay, logs::logs,
         env::list, env::get, env::put, env::remove,
         routing::list, routing::create, routing::remove,

@@ -5,33 +5,43 @@
 //! milliseconds for more to gather (at thousands of calls a second, one
 //! transaction per call would cost more than the calls). A record lands
 //! within milliseconds; someone waiting on [`Recorder::flush`] cuts the
-//! wait short. The
-//! channel is bounded, so a stalled database slows calls down rather than
-//! growing memory without end; no accepted record is dropped.
+//! wait short. The records' channel is bounded, so a stalled database
+//! slows calls down rather than growing memory without end; no accepted
+//! record is dropped. Log lines have a channel of their own, so a flood
+//! of output never holds up the records of other calls: when it is full,
+//! lines are not stored (and counted); the runs' own logs stay complete.
 
 use kumo_store::{InvocationRow, LogLineRow, Store};
 use tokio::sync::{mpsc, oneshot};
 
 const QUEUE: usize = 16 * 1024;
+/// Log lines waiting to be stored, at most.
+const LINE_QUEUE: usize = 64 * 1024;
 const BATCH: usize = 512;
+/// Log lines stored per transaction, at most.
+const LINE_BATCH: usize = 4096;
 /// How long a batch waits for more records before it is written.
 const LINGER: std::time::Duration = std::time::Duration::from_millis(5);
 
 enum Message {
     Record(Box<InvocationRow>),
-    Log(Box<LogLineRow>),
     Flush(oneshot::Sender<()>),
 }
 
 #[derive(Clone, Debug)]
 pub(crate) struct Recorder {
     tx: mpsc::Sender<Message>,
+    lines: mpsc::Sender<LogLineRow>,
 }
 
 impl Recorder {
     pub(crate) fn start(store: Store) -> (Recorder, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE);
-        (Recorder { tx }, tokio::spawn(write_loop(store, rx)))
+        let (lines, lines_rx) = mpsc::channel(LINE_QUEUE);
+        (
+            Recorder { tx, lines },
+            tokio::spawn(write_loop(store, rx, lines_rx)),
+        )
     }
 
     /// Queues a record for writing.
@@ -44,10 +54,10 @@ impl Recorder {
     /// Queues a log line without waiting; `false` when the queue is full
     /// (the database is far behind) and the line was not taken.
     pub(crate) fn try_log(&self, line: LogLineRow) -> bool {
-        self.tx.try_send(Message::Log(Box::new(line))).is_ok()
+        self.lines.try_send(line).is_ok()
     }
 
-    /// Waits until everything queued so far is written.
+    /// Waits until everything queued so far (records and lines) is written.
     pub(crate) async fn flush(&self) {
         let (tx, rx) = oneshot::channel();
         if self.tx.send(Message::Flush(tx)).await.is_ok() {
@@ -56,13 +66,30 @@ impl Recorder {
     }
 }
 
-async fn write_loop(store: Store, mut rx: mpsc::Receiver<Message>) {
+async fn write_loop(
+    store: Store,
+    mut rx: mpsc::Receiver<Message>,
+    mut lines_rx: mpsc::Receiver<LogLineRow>,
+) {
     let mut messages = Vec::with_capacity(BATCH);
     let mut rows = Vec::with_capacity(BATCH);
-    let mut lines = Vec::new();
+    let mut lines: Vec<LogLineRow> = Vec::new();
     loop {
-        if rx.recv_many(&mut messages, BATCH).await == 0 {
-            return;
+        // Wait for anything: a record, a flush, or a line.
+        tokio::select! {
+            n = rx.recv_many(&mut messages, BATCH) => {
+                if n == 0 {
+                    return;
+                }
+            }
+            n = lines_rx.recv_many(&mut lines, LINE_BATCH) => {
+                if n == 0 && lines.is_empty() {
+                    // No line can come any more; records still may.
+                    if rx.recv_many(&mut messages, BATCH).await == 0 {
+                        return;
+                    }
+                }
+            }
         }
         let deadline = tokio::time::Instant::now() + LINGER;
         let mut closed = false;
@@ -77,11 +104,33 @@ async fn write_loop(store: Store, mut rx: mpsc::Receiver<Message>) {
                 Err(_) => break,
             }
         }
+        let flushing = messages.iter().any(Message::is_flush);
+        // Lines queued before a flush was asked for are written with it.
+        loop {
+            let room = LINE_BATCH.saturating_sub(lines.len());
+            if room == 0 {
+                write_lines_with_retry(&store, &lines).await;
+                lines.clear();
+                if !flushing {
+                    break;
+                }
+                continue;
+            }
+            let before = lines.len();
+            while lines.len() < LINE_BATCH {
+                match lines_rx.try_recv() {
+                    Ok(line) => lines.push(line),
+                    Err(_) => break,
+                }
+            }
+            if lines.len() == before {
+                break;
+            }
+        }
         let mut flushes = Vec::new();
         for message in messages.drain(..) {
             match message {
                 Message::Record(row) => rows.push(*row),
-                Message::Log(line) => lines.push(*line),
                 Message::Flush(done) => flushes.push(done),
             }
         }

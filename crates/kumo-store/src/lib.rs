@@ -790,6 +790,27 @@ impl Store {
         Ok(done.rows_affected() > 0)
     }
 
+    /// Makes `version` active if the active version is still `expected`
+    /// (nothing changed it meanwhile); `true` when it did.
+    pub async fn activate_if_active(
+        &self,
+        function_id: &str,
+        version: i64,
+        expected: Option<i64>,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE functions SET active_version = $1, updated_at = $2 WHERE id = $3 \
+             AND (active_version = $4 OR (active_version IS NULL AND $4 IS NULL))",
+        )
+        .bind(version)
+        .bind(now_ms())
+        .bind(function_id)
+        .bind(expected)
+        .execute(&self.db)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     /// Every deployment still `building` (to resume after a restart),
     /// with its function and project.
     pub async fn building_deployments(&self) -> Result<Vec<LocatedDeployment>> {

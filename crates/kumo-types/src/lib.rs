@@ -284,6 +284,17 @@ pub struct Function {
     pub url: String,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Instances of the active version now (only when one function is
+    /// read): `busy` serving calls, `idle` warm and waiting; none is zero.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instances: Option<Instances>,
+}
+
+/// How many instances a function has.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, ToSchema)]
+pub struct Instances {
+    pub busy: usize,
+    pub idle: usize,
 }
 
 /// `POST …/deployments` with a JSON body.

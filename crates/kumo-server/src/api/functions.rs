@@ -35,6 +35,7 @@ pub(crate) fn to_api(state: &State, project: &str, row: FunctionRow) -> Function
         active_version: row.active_version,
         created_at: row.created_at,
         updated_at: row.updated_at,
+        instances: None,
     }
 }
 
@@ -219,7 +220,19 @@ pub(crate) async fn get(
     Path((project, function)): Path<(String, String)>,
 ) -> ApiResult<axum::Json<Function>> {
     let (_, row) = find(&state, &user, &project, &function).await?;
-    Ok(axum::Json(to_api(&state, &project, row)))
+    let mut api = to_api(&state, &project, row);
+    let resolved = state
+        .registry()
+        .resolve(&state, &project, &function)
+        .await?;
+    if let Some(spec) = resolved.as_ref().and_then(|r| r.spec.as_ref()) {
+        let stats = state.executor().stats(&spec.key);
+        api.instances = Some(kumo_types::Instances {
+            busy: stats.busy,
+            idle: stats.idle,
+        });
+    }
+    Ok(axum::Json(api))
 }
 
 /// Changes a function's settings; new calls get instances with them.
@@ -843,7 +856,9 @@ pub(crate) async fn activate(
                 function: row.clone(),
                 project: project.clone(),
                 owner_id: project_row.owner_id.clone(),
-                activation: builds::Activation::Always,
+                activation: builds::Activation::Rollback {
+                    active_when_asked: row.active_version,
+                },
             },
         );
         return Ok((
@@ -893,4 +908,55 @@ pub(crate) async fn metrics(
         .get(&row.id)
         .unwrap_or_else(|| state.metrics().function(&row.id, &project, &function));
     Ok(axum::Json(metrics.window(minutes, kumo_store::now_ms())))
+}
+
+/// A version's files as a `.tar.gz` (executables keep their mode), as
+/// `kumo pull` writes them back.
+#[utoipa::path(get, path = "/api/v1/projects/{project}/functions/{function}/deployments/{version}/files",
+    tag = "functions", security(("token" = [])),
+    params(("project" = String, Path), ("function" = String, Path), ("version" = i64, Path)),
+    responses((status = 200, content_type = "application/gzip", description = "the files"), (status = 404, body = ErrorBody)))]
+pub(crate) async fn files(
+    AxState(state): AxState<State>,
+    user: Authed,
+    Path((project, function, version)): Path<(String, String, String)>,
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let (_, row) = find(&state, &user, &project, &function).await?;
+    let deployment = version_of(&state, &row, &project, &function, &version).await?;
+    let manifest = deployment.manifest()?;
+    let store = state.store().files().clone();
+    let archive = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, String> {
+        let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        let mut tar = tar::Builder::new(gz);
+        for file in &manifest.files {
+            let bytes = store.get(&file.hash).map_err(|e| e.to_string())?;
+            let mut header = tar::Header::new_gnu();
+            header.set_size(bytes.len() as u64);
+            header.set_mode(if file.executable { 0o755 } else { 0o644 });
+            header.set_entry_type(tar::EntryType::Regular);
+            tar.append_data(&mut header, &file.path, bytes.as_slice())
+                .map_err(|e| e.to_string())?;
+        }
+        tar.into_inner()
+            .and_then(|gz| gz.finish())
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| ApiError::internal("packing a deployment", e))?
+    .map_err(|e| ApiError::internal("packing a deployment", e))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/gzip".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!(
+                    "attachment; filename=\"{function}-v{}.tar.gz\"",
+                    deployment.version
+                ),
+            ),
+        ],
+        archive,
+    )
+        .into_response())
 }

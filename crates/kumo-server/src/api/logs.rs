@@ -156,8 +156,9 @@ async fn forward(state: &State, filter: Filter, tx: &mpsc::Sender<Event>) -> any
     // Follow first, then read the store: a line printed in between is
     // in both, and the ids tell which were sent.
     let mut live = state.logs().follow(&filter.function_id);
-    let mut last = filter.after;
-    let mut first = filter.after.is_none() && filter.since_ms.is_none();
+    // With `since` and no id, the window is read from its start, in order.
+    let mut last = filter.after.or(filter.since_ms.map(|_| 0));
+    let mut first = last.is_none();
     last = catch_up(state, &filter, last, &mut first, tx).await?;
     loop {
         tokio::select! {

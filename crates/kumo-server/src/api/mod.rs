@@ -62,6 +62,10 @@ pub(crate) fn router(deploy_limit: usize, body_limit: usize) -> Router<State> {
             get(functions::get_deployment),
         )
         .route(
+            "/api/v1/projects/{project}/functions/{function}/deployments/{version}/files",
+            get(functions::files),
+        )
+        .route(
             "/api/v1/projects/{project}/functions/{function}/deployments/{version}/activate",
             post(functions::activate),
         )
