@@ -240,19 +240,90 @@ impl Visibility {
 }
 
 /// Function settings; every field optional in requests (absent = keep).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FunctionSettings {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_mb: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<u64>,
     /// CPU per instance, in thousandths of a core.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_millicores: Option<u64>,
     /// Processes and threads per instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pids: Option<u64>,
     /// Size of the instance's /tmp, in MiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tmp_mb: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub visibility: Option<Visibility>,
+}
+
+/// `POST …/deployments` of a `.tar.gz`: the code's settings, in the query
+/// string. (Flat, since query strings carry no nesting or numbers.)
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct DeployQuery {
+    /// `python` (default), `node` or `custom`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handler: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mb: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_millicores: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tmp_mb: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visibility: Option<Visibility>,
+}
+
+impl DeployQuery {
+    /// The query for code with these settings.
+    pub fn new(
+        runtime: Option<String>,
+        entrypoint: Option<String>,
+        handler: Option<String>,
+        settings: &FunctionSettings,
+    ) -> DeployQuery {
+        DeployQuery {
+            runtime,
+            entrypoint,
+            handler,
+            timeout_ms: settings.timeout_ms,
+            memory_mb: settings.memory_mb,
+            concurrency: settings.concurrency,
+            cpu_millicores: settings.cpu_millicores,
+            pids: settings.pids,
+            tmp_mb: settings.tmp_mb,
+            visibility: settings.visibility,
+        }
+    }
+
+    /// Its function settings.
+    pub fn settings(&self) -> FunctionSettings {
+        FunctionSettings {
+            timeout_ms: self.timeout_ms,
+            memory_mb: self.memory_mb,
+            concurrency: self.concurrency,
+            cpu_millicores: self.cpu_millicores,
+            pids: self.pids,
+            tmp_mb: self.tmp_mb,
+            visibility: self.visibility,
+        }
+    }
 }
 
 /// `POST …/functions`: create a function without code.
@@ -288,6 +359,21 @@ pub struct Function {
     /// read): `busy` serving calls, `idle` warm and waiting; none is zero.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instances: Option<Instances>,
+}
+
+impl Function {
+    /// Its settings, every one given (what `kumo pull` writes back).
+    pub fn settings(&self) -> FunctionSettings {
+        FunctionSettings {
+            timeout_ms: Some(self.timeout_ms),
+            memory_mb: Some(self.memory_mb),
+            concurrency: Some(self.concurrency),
+            cpu_millicores: Some(self.cpu_millicores),
+            pids: Some(self.pids),
+            tmp_mb: Some(self.tmp_mb),
+            visibility: Some(self.visibility),
+        }
+    }
 }
 
 /// How many instances a function has.

@@ -1,7 +1,7 @@
 //! `kumo`: the server and the command-line client in one binary.
 //!
 //! This crate is the CLI definition and glue only; the server lives in
-//! `kumo-server`.
+//! `kumo-server`, the client commands in `kumo-cli`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -18,6 +18,9 @@ use kumo_server::config::{self, Config};
     about = "Self-hosted serverless functions: from code to a live, sandboxed endpoint"
 )]
 struct Cli {
+    /// The project (default: the `name` of the nearest kumo.toml).
+    #[arg(long, global = true, env = "KUMO_PROJECT")]
+    project: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -25,7 +28,191 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the Kumo server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
+    /// Log in to a server (a token, or a user name and password); saves
+    /// the credentials for the other commands (KUMO_URL and KUMO_TOKEN
+    /// override them).
+    Login {
+        /// The server (default: KUMO_URL, the last one, or http://127.0.0.1:8080).
+        #[arg(long)]
+        url: Option<String>,
+        /// An API token (else asked for, or read from standard input).
+        #[arg(long)]
+        token: Option<String>,
+        /// Log in as this user, with a password.
+        #[arg(long)]
+        username: Option<String>,
+        /// Read the password (or the token) from standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Forget the saved credentials.
+    Logout,
+    /// Who the saved credentials log in as.
+    Whoami {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start a project from a template: kumo.toml, code, .kumoignore.
+    Init {
+        /// Where (default: here).
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// python, python-api, node, fastapi, webhook, scheduled.
+        #[arg(long, short, default_value = "python")]
+        template: String,
+        /// The project's name (default: the directory's).
+        #[arg(long)]
+        name: Option<String>,
+        /// Overwrite an existing kumo.toml and files.
+        #[arg(long)]
+        force: bool,
+        /// List the templates.
+        #[arg(long)]
+        list: bool,
+    },
+    /// Serve the project on this machine and redeploy on every change.
+    Dev {
+        /// Port on 127.0.0.1 (0: any free one).
+        #[arg(long, default_value_t = 8787)]
+        port: u16,
+        /// Run functions in the full sandbox (needs namespaces and cgroups, as root).
+        #[arg(long)]
+        sandbox: bool,
+        /// Do not watch for changes.
+        #[arg(long)]
+        no_watch: bool,
+    },
+    /// Deploy the project: variables, secrets, functions, routes.
+    Deploy {
+        /// Only this function.
+        function: Option<String>,
+        /// Read secret values as NAME=value lines from standard input.
+        #[arg(long)]
+        secrets_from_stdin: bool,
+        /// Ask again for secrets the server already has.
+        #[arg(long)]
+        update_secrets: bool,
+    },
+    /// Call a function (the event from --data or standard input).
+    Invoke {
+        function: String,
+        /// The event, as JSON.
+        #[arg(long, short)]
+        data: Option<String>,
+        /// Queue the call and return its run id.
+        #[arg(long = "async")]
+        is_async: bool,
+        /// Show the logs, status and timing too.
+        #[arg(long, short)]
+        verbose: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// A function's log lines.
+    Logs {
+        function: String,
+        /// Keep printing new lines as they come.
+        #[arg(long, short)]
+        follow: bool,
+        /// Only this recent: 30s, 15m, 1h, 2d.
+        #[arg(long)]
+        since: Option<String>,
+        /// Only this run's lines.
+        #[arg(long)]
+        run: Option<String>,
+        /// Most lines (not with --follow).
+        #[arg(long)]
+        limit: Option<usize>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The project's functions (or every project's).
+    Ls {
+        #[arg(long)]
+        json: bool,
+    },
+    /// A function's versions, instances, last call and error rate.
+    Status {
+        function: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a function with its versions and runs.
+    Rm {
+        function: String,
+        /// Do not ask.
+        #[arg(long, short)]
+        yes: bool,
+    },
+    /// Write a function's live code and a kumo.toml into a directory.
+    Pull {
+        function: String,
+        /// Where (default: ./FUNCTION; new or empty).
+        dir: Option<PathBuf>,
+    },
+    /// Go back to the previous version (or to VERSION).
+    Rollback {
+        function: String,
+        version: Option<i64>,
+    },
+    /// A function's versions.
+    Versions {
+        function: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The project's environment variables and secrets.
+    #[command(subcommand)]
+    Env(EnvCommand),
+    /// The project's routes (METHOD /path/:param → function).
+    #[command(subcommand)]
+    Routes(RoutesCommand),
+    /// Open a function's URL in a browser.
+    Open {
+        function: String,
+        /// Only print it.
+        #[arg(long)]
+        print: bool,
+    },
+    /// Print a shell completion script.
+    Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Subcommand)]
+enum EnvCommand {
+    /// Set a variable (the value asked for, or from standard input, when not given).
+    Set {
+        key: String,
+        value: Option<String>,
+        /// Keep it encrypted and never show it again.
+        #[arg(long)]
+        secret: bool,
+    },
+    /// List the variables (secrets as ***).
+    Ls {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a variable.
+    Rm { key: String },
+}
+
+#[derive(Subcommand)]
+enum RoutesCommand {
+    /// List the routes.
+    Ls {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a route: METHOD PATH FUNCTION (METHOD may be ANY).
+    Add {
+        method: String,
+        path: String,
+        function: String,
+    },
+    /// Remove a route by its id.
+    Rm { id: String },
 }
 
 #[derive(clap::Args)]
@@ -153,8 +340,177 @@ fn main() -> anyhow::Result<()> {
     }
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
+        command => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            let result = runtime.block_on(client_command(cli.project, command));
+            match result {
+                Ok(true) => Ok(()),
+                Ok(false) => std::process::exit(1),
+                Err(e) => {
+                    anstream::eprintln!(
+                        "{} {e:#}",
+                        kumo_cli::output::paint(kumo_cli::output::BAD, "error:")
+                    );
+                    std::process::exit(1)
+                }
+            }
+        }
     }
+}
+
+/// Runs a client command; `Ok(false)` when it ran but failed (a failed
+/// call, a deploy that did not go live).
+async fn client_command(project: Option<String>, command: Command) -> anyhow::Result<bool> {
+    use kumo_cli::commands;
+    let project = || kumo_cli::project(project.as_deref());
+    match command {
+        Command::Serve(_) => unreachable!("served above"),
+        Command::Login {
+            url,
+            token,
+            username,
+            password_stdin,
+        } => {
+            commands::login(commands::Login {
+                url,
+                token,
+                username,
+                password_stdin,
+            })
+            .await?;
+        }
+        Command::Logout => commands::logout()?,
+        Command::Whoami { json } => commands::whoami(json).await?,
+        Command::Init {
+            dir,
+            template,
+            name,
+            force,
+            list,
+        } => {
+            if list {
+                commands::list_templates();
+            } else {
+                commands::init(&dir, &template, name.as_deref(), force)?;
+            }
+        }
+        Command::Dev {
+            port,
+            sandbox,
+            no_watch,
+        } => {
+            let manifest = kumo_cli::manifest_here()?.ok_or_else(|| {
+                anyhow::anyhow!("no kumo.toml here or above; start one with `kumo init`")
+            })?;
+            let path = manifest.root.join(kumo_cli::manifest::FILE);
+            kumo_cli::dev::run(
+                &path,
+                &kumo_cli::dev::Options {
+                    port,
+                    sandbox,
+                    watch: !no_watch,
+                },
+            )
+            .await?;
+        }
+        Command::Deploy {
+            function,
+            secrets_from_stdin,
+            update_secrets,
+        } => {
+            let manifest = kumo_cli::manifest_here()?.ok_or_else(|| {
+                anyhow::anyhow!("no kumo.toml here or above; start one with `kumo init`")
+            })?;
+            let session = kumo_cli::Session::open()?;
+            let summary = kumo_cli::deploy::run(
+                &session.client,
+                &manifest,
+                &kumo_cli::deploy::Options {
+                    only: function,
+                    secrets_from_stdin,
+                    update_secrets,
+                },
+            )
+            .await?;
+            return Ok(summary.failed.is_empty());
+        }
+        Command::Invoke {
+            function,
+            data,
+            is_async,
+            verbose,
+            json,
+        } => {
+            return commands::invoke(
+                &project()?,
+                &function,
+                data.as_deref(),
+                is_async,
+                verbose,
+                json,
+            )
+            .await;
+        }
+        Command::Logs {
+            function,
+            follow,
+            since,
+            run,
+            limit,
+            json,
+        } => {
+            let filter = kumo_client::LogFilter {
+                since,
+                run,
+                limit,
+                after: None,
+            };
+            commands::logs(&project()?, &function, filter, follow, json).await?;
+        }
+        Command::Ls { json } => {
+            let given = project().ok();
+            commands::ls(given.as_deref(), json).await?;
+        }
+        Command::Status { function, json } => {
+            commands::status(&project()?, &function, json).await?
+        }
+        Command::Rm { function, yes } => commands::rm(&project()?, &function, yes).await?,
+        Command::Pull { function, dir } => {
+            let dir = dir.unwrap_or_else(|| PathBuf::from(&function));
+            commands::pull(&project()?, &function, &dir).await?;
+        }
+        Command::Rollback { function, version } => {
+            commands::rollback(&project()?, &function, version).await?
+        }
+        Command::Versions { function, json } => {
+            commands::versions(&project()?, &function, json).await?
+        }
+        Command::Env(EnvCommand::Set { key, value, secret }) => {
+            commands::env_set(&project()?, &key, value.as_deref(), secret).await?
+        }
+        Command::Env(EnvCommand::Ls { json }) => commands::env_ls(&project()?, json).await?,
+        Command::Env(EnvCommand::Rm { key }) => commands::env_rm(&project()?, &key).await?,
+        Command::Routes(RoutesCommand::Ls { json }) => {
+            commands::routes_ls(&project()?, json).await?
+        }
+        Command::Routes(RoutesCommand::Add {
+            method,
+            path,
+            function,
+        }) => commands::routes_add(&project()?, &method, &path, &function).await?,
+        Command::Routes(RoutesCommand::Rm { id }) => commands::routes_rm(&project()?, &id).await?,
+        Command::Open { function, print } => commands::open(&project()?, &function, print).await?,
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "kumo", &mut std::io::stdout());
+        }
+    }
+    Ok(true)
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {

@@ -7,8 +7,8 @@ use kumo_store::{
     DeploymentRow, FileEntry, FunctionRow, FunctionSettingsRow, Manifest, NewDeployment, ProjectRow,
 };
 use kumo_types::{
-    CreateFunction, DeployRequest, DeployResponse, Deployment, ErrorBody, ErrorCode, Function,
-    FunctionSettings, Limits, Page, Visibility, validate_entrypoint, validate_handler,
+    CreateFunction, DeployQuery, DeployRequest, DeployResponse, Deployment, ErrorBody, ErrorCode,
+    Function, FunctionSettings, Limits, Page, Visibility, validate_entrypoint, validate_handler,
     validate_name,
 };
 use serde::Deserialize;
@@ -273,22 +273,6 @@ pub(crate) async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Settings of a `.tar.gz` deployment, given in the query string.
-#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct DeployQuery {
-    pub(crate) runtime: Option<String>,
-    pub(crate) entrypoint: Option<String>,
-    pub(crate) handler: Option<String>,
-    pub(crate) timeout_ms: Option<u64>,
-    pub(crate) memory_mb: Option<u64>,
-    pub(crate) concurrency: Option<u64>,
-    pub(crate) cpu_millicores: Option<u64>,
-    pub(crate) pids: Option<u64>,
-    pub(crate) tmp_mb: Option<u64>,
-    pub(crate) visibility: Option<Visibility>,
-}
-
 /// Deploys a new version: JSON `{"files": {...}}` or a `.tar.gz` upload
 /// (settings then in the query string). Creates the project and the
 /// function if absent; the new version is active when this returns, or,
@@ -343,15 +327,7 @@ pub(crate) async fn deploy(
         | "application/octet-stream"
         | "application/x-compressed-tar" => {
             let files = upload::from_tar_gz(&body, &limits)?;
-            let settings = FunctionSettings {
-                timeout_ms: query.timeout_ms,
-                memory_mb: query.memory_mb,
-                concurrency: query.concurrency,
-                cpu_millicores: query.cpu_millicores,
-                pids: query.pids,
-                tmp_mb: query.tmp_mb,
-                visibility: query.visibility,
-            };
+            let settings = query.settings();
             (
                 files,
                 query.runtime,

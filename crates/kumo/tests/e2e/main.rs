@@ -16,9 +16,11 @@
 //! - [`logs`]: log lines, listed and followed live;
 //! - [`metrics`]: per-function metrics and Prometheus;
 //! - [`prewarm`]: pre-warmed sandboxes and the keep-alive;
-//! - [`security`]: hostile functions and requests against the sandbox.
+//! - [`security`]: hostile functions and requests against the sandbox;
+//! - [`cli`]: the `kumo` command line, from `kumo init` to `kumo rm`.
 
 mod api;
+mod cli;
 mod core;
 mod custom;
 mod deps;

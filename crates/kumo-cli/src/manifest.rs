@@ -1,0 +1,395 @@
+//! `kumo.toml`: a project directory's description of its functions,
+//! routes and variables, read and checked with the line of every mistake.
+//!
+//! ```toml
+//! name = "shop"                # the project
+//! secrets = ["STRIPE_KEY"]     # names only: values are asked for at deploy
+//!
+//! [functions.api]
+//! runtime = "python"           # python | node | custom
+//! entrypoint = "main.py"
+//! handler = "handler"
+//! dir = "api"                  # its files, relative to kumo.toml (default ".")
+//! memory_mb = 256              # timeout_ms, concurrency, cpu_millicores, pids, tmp_mb
+//! visibility = "public"
+//!
+//! [[routes]]
+//! method = "GET"
+//! path = "/items/:id"
+//! function = "api"
+//!
+//! [env]
+//! GREETING = "hello"
+//! ```
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use kumo_types::{DeployQuery, FunctionSettings, Visibility};
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+/// The manifest's file name.
+pub const FILE: &str = "kumo.toml";
+
+const RUNTIMES: &[&str] = &["python", "node", "custom"];
+
+/// A project, as `kumo.toml` describes it.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    /// The directory that holds `kumo.toml`.
+    pub root: PathBuf,
+    pub name: String,
+    pub functions: BTreeMap<String, FunctionSpec>,
+    pub routes: Vec<RouteSpec>,
+    pub env: BTreeMap<String, String>,
+    pub secrets: Vec<String>,
+}
+
+/// One function of the manifest.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct FunctionSpec {
+    pub runtime: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub handler: Option<String>,
+    /// Its files, relative to the manifest's directory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dir: Option<String>,
+    /// Limits and visibility, as the API takes them.
+    #[serde(flatten)]
+    pub settings: FunctionSettings,
+}
+
+impl FunctionSpec {
+    /// The directory of the function's files.
+    pub fn dir(&self, root: &Path) -> PathBuf {
+        match self.dir.as_deref() {
+            None | Some("") | Some(".") => root.to_path_buf(),
+            Some(dir) => root.join(dir),
+        }
+    }
+
+    /// The deploy's query string: runtime, code settings and limits.
+    pub fn query(&self) -> DeployQuery {
+        DeployQuery::new(
+            Some(self.runtime.clone()),
+            self.entrypoint.clone(),
+            self.handler.clone(),
+            &self.settings,
+        )
+    }
+}
+
+/// One route of the manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteSpec {
+    pub method: String,
+    pub path: String,
+    pub function: String,
+}
+
+/// A mistake in `kumo.toml`, with where it is.
+#[derive(Debug)]
+pub struct ManifestError {
+    pub path: PathBuf,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl std::fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{} line {line}: {}", self.path.display(), self.message),
+            None => write!(f, "{}: {}", self.path.display(), self.message),
+        }
+    }
+}
+
+impl std::error::Error for ManifestError {}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    name: Spanned<String>,
+    #[serde(default)]
+    functions: BTreeMap<Spanned<String>, RawFunction>,
+    #[serde(default)]
+    routes: Vec<Spanned<RawRoute>>,
+    #[serde(default)]
+    env: BTreeMap<Spanned<String>, String>,
+    #[serde(default)]
+    secrets: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFunction {
+    runtime: Option<Spanned<String>>,
+    entrypoint: Option<String>,
+    handler: Option<String>,
+    dir: Option<Spanned<String>>,
+    timeout_ms: Option<u64>,
+    memory_mb: Option<u64>,
+    concurrency: Option<u64>,
+    cpu_millicores: Option<u64>,
+    pids: Option<u64>,
+    tmp_mb: Option<u64>,
+    visibility: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    method: String,
+    path: String,
+    function: String,
+}
+
+impl Manifest {
+    /// Finds `kumo.toml` in `start` or a parent directory and reads it.
+    pub fn find(start: &Path) -> Result<Option<Manifest>, ManifestError> {
+        let mut dir = Some(start);
+        while let Some(d) = dir {
+            let path = d.join(FILE);
+            if path.is_file() {
+                return Manifest::read(&path).map(Some);
+            }
+            dir = d.parent();
+        }
+        Ok(None)
+    }
+
+    /// Reads and checks one manifest.
+    pub fn read(path: &Path) -> Result<Manifest, ManifestError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ManifestError {
+            path: path.to_path_buf(),
+            line: None,
+            message: format!("cannot read it: {e}"),
+        })?;
+        Manifest::parse(path, &text)
+    }
+
+    /// Checks the text of a manifest at `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<Manifest, ManifestError> {
+        let error = |span: Option<Range<usize>>, message: String| ManifestError {
+            path: path.to_path_buf(),
+            line: span.map(|s| line_of(text, s.start)),
+            message,
+        };
+        let raw: Raw = toml::from_str(text).map_err(|e| {
+            error(
+                e.span(),
+                e.message().trim_end_matches('\n').replace('\n', "; "),
+            )
+        })?;
+        let name = raw.name.get_ref().clone();
+        kumo_types::validate_name("project", &name).map_err(|m| error(Some(raw.name.span()), m))?;
+        let mut functions = BTreeMap::new();
+        for (fname, f) in raw.functions {
+            let function = fname.get_ref().clone();
+            kumo_types::validate_name("function", &function)
+                .map_err(|m| error(Some(fname.span()), m))?;
+            let runtime = match &f.runtime {
+                Some(r) if RUNTIMES.contains(&r.get_ref().as_str()) => r.get_ref().clone(),
+                Some(r) => {
+                    return Err(error(
+                        Some(r.span()),
+                        format!(
+                            "unknown runtime '{}'{}; use one of {}",
+                            r.get_ref(),
+                            did_you_mean(r.get_ref(), RUNTIMES),
+                            RUNTIMES.join(", ")
+                        ),
+                    ));
+                }
+                None => "python".to_string(),
+            };
+            let visibility = match &f.visibility {
+                None => None,
+                Some(v) => Some(Visibility::parse(v.get_ref()).ok_or_else(|| {
+                    error(
+                        Some(v.span()),
+                        format!(
+                            "visibility must be 'public' or 'private', not '{}'{}",
+                            v.get_ref(),
+                            did_you_mean(v.get_ref(), &["public", "private"])
+                        ),
+                    )
+                })?),
+            };
+            if let Some(dir) = &f.dir {
+                let d = dir.get_ref();
+                if d.starts_with('/') || d.split('/').any(|s| s == "..") {
+                    return Err(error(
+                        Some(dir.span()),
+                        format!("dir '{d}' must be inside the project (relative, no '..')"),
+                    ));
+                }
+            }
+            functions.insert(
+                function,
+                FunctionSpec {
+                    runtime,
+                    entrypoint: f.entrypoint,
+                    handler: f.handler,
+                    dir: f.dir.map(Spanned::into_inner),
+                    settings: FunctionSettings {
+                        timeout_ms: f.timeout_ms,
+                        memory_mb: f.memory_mb,
+                        concurrency: f.concurrency,
+                        cpu_millicores: f.cpu_millicores,
+                        pids: f.pids,
+                        tmp_mb: f.tmp_mb,
+                        visibility,
+                    },
+                },
+            );
+        }
+        let mut routes = Vec::new();
+        for route in raw.routes {
+            let span = route.span();
+            let r = route.into_inner();
+            if !functions.contains_key(&r.function) {
+                let known: Vec<&str> = functions.keys().map(String::as_str).collect();
+                return Err(error(
+                    Some(span),
+                    format!(
+                        "the route {} {} leads to '{}', which is not a function of this project{}",
+                        r.method,
+                        r.path,
+                        r.function,
+                        did_you_mean(&r.function, &known)
+                    ),
+                ));
+            }
+            routes.push(RouteSpec {
+                method: r.method.to_ascii_uppercase(),
+                path: r.path,
+                function: r.function,
+            });
+        }
+        let mut env = BTreeMap::new();
+        for (key, value) in raw.env {
+            kumo_types::validate_env_key(key.get_ref()).map_err(|m| error(Some(key.span()), m))?;
+            env.insert(key.into_inner(), value);
+        }
+        let mut secrets = Vec::new();
+        for secret in raw.secrets {
+            kumo_types::validate_env_key(secret.get_ref())
+                .map_err(|m| error(Some(secret.span()), m))?;
+            if env.contains_key(secret.get_ref()) {
+                return Err(error(
+                    Some(secret.span()),
+                    format!(
+                        "{} is both in [env] and in secrets; a secret's value never goes in kumo.toml",
+                        secret.get_ref()
+                    ),
+                ));
+            }
+            secrets.push(secret.into_inner());
+        }
+        Ok(Manifest {
+            root: path
+                .parent()
+                .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
+            name,
+            functions,
+            routes,
+            env,
+            secrets,
+        })
+    }
+
+    /// The manifest as TOML text (what `kumo pull` and `kumo init` write).
+    pub fn to_toml(&self) -> String {
+        #[derive(Serialize)]
+        struct Out<'a> {
+            name: &'a str,
+            #[serde(skip_serializing_if = "Vec::is_empty")]
+            secrets: &'a Vec<String>,
+            #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+            env: &'a BTreeMap<String, String>,
+            functions: &'a BTreeMap<String, FunctionSpec>,
+            #[serde(skip_serializing_if = "Vec::is_empty")]
+            routes: &'a Vec<RouteSpec>,
+        }
+        toml::to_string_pretty(&Out {
+            name: &self.name,
+            secrets: &self.secrets,
+            env: &self.env,
+            functions: &self.functions,
+            routes: &self.routes,
+        })
+        .unwrap_or_default()
+    }
+}
+
+/// The 1-based line of a byte offset.
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// ` (did you mean 'x'?)` when one of `known` is close to `given`.
+pub fn did_you_mean(given: &str, known: &[&str]) -> String {
+    known
+        .iter()
+        .map(|k| (strsim::levenshtein(given, k), *k))
+        .filter(|(d, k)| *d <= 2.max(k.len() / 3))
+        .min()
+        .map(|(_, k)| format!(" (did you mean '{k}'?)"))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Manifest, ManifestError> {
+        Manifest::parse(Path::new("kumo.toml"), text)
+    }
+
+    #[test]
+    fn a_full_manifest() {
+        let m = parse(
+            "name = \"shop\"\nsecrets = [\"API_KEY\"]\n\n[functions.api]\nruntime = \"python\"\nentrypoint = \"main.py\"\ndir = \"api\"\nmemory_mb = 256\n\n[[routes]]\nmethod = \"get\"\npath = \"/items/:id\"\nfunction = \"api\"\n\n[env]\nGREETING = \"hi\"\n",
+        )
+        .expect("valid");
+        assert_eq!(m.name, "shop");
+        assert_eq!(m.functions["api"].settings.memory_mb, Some(256));
+        assert_eq!(m.routes[0].method, "GET");
+        assert_eq!(m.env["GREETING"], "hi");
+        assert_eq!(m.secrets, ["API_KEY"]);
+        let again = parse(&m.to_toml()).expect("what it writes reads back");
+        assert_eq!(again.functions, m.functions);
+        assert_eq!(again.routes, m.routes);
+    }
+
+    #[test]
+    fn mistakes_name_their_line() {
+        let err = parse("name = \"shop\"\n\n[functions.api]\nruntime = \"pyton\"\n")
+            .expect_err("bad runtime");
+        assert_eq!(
+            err.to_string(),
+            "kumo.toml line 4: unknown runtime 'pyton' (did you mean 'python'?); use one of python, node, custom"
+        );
+        let err =
+            parse("name = \"shop\"\n[functions.api]\nruntme = \"python\"\n").expect_err("bad key");
+        assert_eq!(err.line, Some(3), "{err}");
+        assert!(err.to_string().contains("runtme"), "{err}");
+        let err = parse("name = \"Shop!\"\n").expect_err("bad name");
+        assert_eq!(err.line, Some(1), "{err}");
+        let err = parse("name = \"shop\"\n[functions.api]\n[[routes]]\nmethod = \"GET\"\npath = \"/\"\nfunction = \"apx\"\n")
+            .expect_err("bad route");
+        assert!(err.to_string().contains("did you mean 'api'"), "{err}");
+        let err = parse("name = \"shop\"\nsecrets = [\"A\"]\n[env]\nA = \"x\"\n")
+            .expect_err("secret in env");
+        assert!(err.to_string().contains("never goes in kumo.toml"), "{err}");
+        let err = parse("name = \"shop\"\n[functions.api]\ndir = \"../x\"\n").expect_err("dir");
+        assert_eq!(err.line, Some(3));
+        let err = parse("name = [").expect_err("syntax");
+        assert_eq!(err.line, Some(1), "{err}");
+    }
+}
