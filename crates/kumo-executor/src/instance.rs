@@ -550,6 +550,7 @@ impl Instance {
                 tokio::pin!(write);
                 loop {
                     tokio::select! {
+                        biased;
                         r = &mut write => { r?; break; }
                         r = read_some(stdout), if stdout.is_some() => on_output(r, Stream::Stdout, stdout, logs),
                         r = read_some(stderr), if stderr.is_some() => on_output(r, Stream::Stderr, stderr, logs),
@@ -558,8 +559,11 @@ impl Instance {
             }
             let read = frames.read(channel);
             tokio::pin!(read);
+            // In order (not at random): lines a call printed to stdout and
+            // to stderr at once are logged stdout first, as drains do.
             loop {
                 tokio::select! {
+                    biased;
                     r = &mut read => { r?; break; }
                     r = read_some(stdout), if stdout.is_some() => on_output(r, Stream::Stdout, stdout, logs),
                     r = read_some(stderr), if stderr.is_some() => on_output(r, Stream::Stderr, stderr, logs),
