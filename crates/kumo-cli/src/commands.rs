@@ -11,7 +11,8 @@ use kumo_types::{CreateRoute, Deployment, FunctionSettings, LogLine};
 use crate::config::{self, Credentials};
 use crate::manifest::{FunctionSpec, Manifest};
 use crate::output::{self, BAD, DIM, GOOD, NOTE, paint};
-use crate::{Session, pack, templates};
+use crate::{Session, pack};
+use kumo_types::templates;
 
 // ---------------------------------------------------------------- login
 

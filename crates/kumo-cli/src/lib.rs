@@ -2,7 +2,6 @@
 //!
 //! - [`manifest`]: `kumo.toml`, checked with the line of every mistake;
 //! - [`pack`]: a function's files (honouring `.kumoignore`) as a `.tar.gz`;
-//! - [`templates`]: the projects `kumo init` writes;
 //! - [`deploy`]: functions, variables, secrets and routes to a server;
 //! - [`dev`]: a local server that serves the project and reloads on edits;
 //! - [`commands`]: everything else (login, invoke, logs, status, pull…);
@@ -18,7 +17,6 @@ pub mod dev;
 pub mod manifest;
 pub mod output;
 pub mod pack;
-pub mod templates;
 
 use std::path::{Path, PathBuf};
 

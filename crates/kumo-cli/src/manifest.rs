@@ -393,3 +393,52 @@ mod tests {
         assert_eq!(err.line, Some(1), "{err}");
     }
 }
+
+#[cfg(test)]
+mod template_tests {
+    use kumo_types::templates::TEMPLATES;
+
+    use super::*;
+
+    /// Each template's kumo.toml says what its fields say (the dashboard
+    /// uses the fields, `kumo init` the text).
+    #[test]
+    fn every_template_manifest_agrees_with_its_fields() {
+        for t in TEMPLATES {
+            let text = t.manifest.replace("{project}", "demo");
+            let m = Manifest::parse(Path::new("kumo.toml"), &text)
+                .unwrap_or_else(|e| panic!("template {}: {e}", t.name));
+            assert_eq!(m.functions.len(), 1, "template {}", t.name);
+            let f = &m.functions[t.function];
+            assert_eq!(f.runtime, t.runtime, "template {}", t.name);
+            assert_eq!(
+                f.entrypoint.as_deref(),
+                Some(t.entrypoint),
+                "template {}",
+                t.name
+            );
+            assert_eq!(f.settings, t.settings, "template {}", t.name);
+            assert!(
+                t.files.iter().any(|(p, _)| *p == t.entrypoint),
+                "template {} has no {}",
+                t.name,
+                t.entrypoint
+            );
+            let routes: Vec<(String, String)> = m
+                .routes
+                .iter()
+                .map(|r| {
+                    assert_eq!(r.function, t.function, "template {}", t.name);
+                    (r.method.clone(), r.path.clone())
+                })
+                .collect();
+            let expected: Vec<(String, String)> = t
+                .routes
+                .iter()
+                .map(|(m, p)| ((*m).to_string(), (*p).to_string()))
+                .collect();
+            assert_eq!(routes, expected, "template {}", t.name);
+            assert_eq!(m.secrets, t.secrets, "template {}", t.name);
+        }
+    }
+}

@@ -18,6 +18,7 @@ pub struct ApiError {
     pub(crate) message: String,
     pub(crate) invocation_id: Option<String>,
     pub(crate) retry_after_secs: Option<u64>,
+    pub(crate) location: Option<kumo_types::SourceLocation>,
 }
 
 pub(crate) type ApiResult<T> = Result<T, ApiError>;
@@ -29,7 +30,14 @@ impl ApiError {
             message: message.into(),
             invocation_id: None,
             retry_after_secs: None,
+            location: None,
         }
+    }
+
+    /// The error, at a place in the uploaded files.
+    pub(crate) fn at(mut self, location: Option<kumo_types::SourceLocation>) -> Self {
+        self.location = location;
+        self
     }
 
     pub(crate) fn bad_request(message: impl Into<String>) -> Self {
@@ -86,6 +94,7 @@ impl IntoResponse for ApiError {
                 code: self.code.as_str().to_string(),
                 message: self.message,
                 invocation_id: self.invocation_id.clone(),
+                location: self.location.clone(),
             },
         };
         let mut response = (status, axum::Json(body)).into_response();

@@ -6,7 +6,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::State;
-use crate::api::{accounts, env, functions, logs, projects, routing, runs};
+use crate::api::{accounts, env, functions, logs, projects, routing, runs, templates};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -20,6 +20,7 @@ use crate::api::{accounts, env, functions, logs, projects, routing, runs};
         runs::invoke, runs::list, runs::get, runs::replay, logs::logs,
         env::list, env::get, env::put, env::remove,
         routing::list, routing::create, routing::remove,
+        templates::list,
     ),
     modifiers(&TokenAuth),
     tags(

@@ -18,6 +18,21 @@ pub struct ErrorDetail {
     /// The run this error belongs to, where there is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub invocation_id: Option<String>,
+    /// Where in the uploaded files the error is (`syntax_error`, `load_error`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<SourceLocation>,
+}
+
+/// A place in a deployment's files.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SourceLocation {
+    /// Relative to the deployment's root, like `main.py` or `lib/util.js`.
+    pub file: String,
+    /// 1-based.
+    pub line: u64,
+    /// 1-based, where known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub column: Option<u64>,
 }
 
 /// Every error the API returns, with its HTTP status.

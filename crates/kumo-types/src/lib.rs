@@ -7,8 +7,9 @@
 mod error;
 mod limits;
 mod names;
+pub mod templates;
 
-pub use error::{ErrorBody, ErrorCode, ErrorDetail};
+pub use error::{ErrorBody, ErrorCode, ErrorDetail, SourceLocation};
 pub use limits::Limits;
 pub use names::{
     validate_entrypoint, validate_env_key, validate_handler, validate_name, validate_relative_path,
@@ -359,6 +360,22 @@ pub struct Function {
     /// read): `busy` serving calls, `idle` warm and waiting; none is zero.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instances: Option<Instances>,
+    /// What it did lately (in lists and when one function is read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activity: Option<Activity>,
+}
+
+/// A function's recent calls, in brief.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct Activity {
+    /// When its last call was made (Unix milliseconds), if ever.
+    pub last_call_at: Option<i64>,
+    /// How its last call ended, or `running`.
+    pub last_status: Option<RunStatus>,
+    /// Calls in the last hour (counted since the server started).
+    pub calls_last_hour: u64,
+    /// Calls in the last hour that did not succeed.
+    pub errors_last_hour: u64,
 }
 
 impl Function {

@@ -36,7 +36,48 @@ pub(crate) fn to_api(state: &State, project: &str, row: FunctionRow) -> Function
         created_at: row.created_at,
         updated_at: row.updated_at,
         instances: None,
+        activity: None,
     }
+}
+
+/// [`to_api`] with the function's instances now and its recent activity.
+/// Callers flush the run recorder first, so the last call is the last one
+/// answered.
+pub(crate) async fn describe(
+    state: &State,
+    project: &str,
+    row: FunctionRow,
+) -> ApiResult<Function> {
+    let last = state
+        .store()
+        .list_invocations(&row.id, None, None, 1)
+        .await?
+        .into_iter()
+        .next();
+    let hour = state
+        .metrics()
+        .get(&row.id)
+        .map(|m| m.window(60, kumo_store::now_ms()).totals);
+    let function = row.name.clone();
+    let activity = kumo_types::Activity {
+        last_call_at: last.as_ref().map(|r| r.created_at),
+        last_status: last
+            .as_ref()
+            .and_then(|r| kumo_types::RunStatus::parse(&r.status)),
+        calls_last_hour: hour.as_ref().map_or(0, |t| t.calls),
+        errors_last_hour: hour.as_ref().map_or(0, |t| t.errors),
+    };
+    let mut api = to_api(state, project, row);
+    api.activity = Some(activity);
+    let resolved = state.registry().resolve(state, project, &function).await?;
+    if let Some(spec) = resolved.as_ref().and_then(|r| r.spec.as_ref()) {
+        let stats = state.executor().stats(&spec.key);
+        api.instances = Some(kumo_types::Instances {
+            busy: stats.busy,
+            idle: stats.idle,
+        });
+    }
+    Ok(api)
 }
 
 fn deployment_to_api(row: DeploymentRow, active: Option<i64>) -> Deployment {
@@ -177,13 +218,12 @@ pub(crate) async fn list(
     let next = (rows.len() as i64 == limit)
         .then(|| rows.last().map(|r| r.name.clone()))
         .flatten();
-    Ok(axum::Json(Page {
-        items: rows
-            .into_iter()
-            .map(|r| to_api(&state, &project, r))
-            .collect(),
-        next,
-    }))
+    let mut items = Vec::with_capacity(rows.len());
+    state.recorder().flush().await;
+    for row in rows {
+        items.push(describe(&state, &project, row).await?);
+    }
+    Ok(axum::Json(Page { items, next }))
 }
 
 /// Creates a function without code (deploying creates it too).
@@ -220,19 +260,8 @@ pub(crate) async fn get(
     Path((project, function)): Path<(String, String)>,
 ) -> ApiResult<axum::Json<Function>> {
     let (_, row) = find(&state, &user, &project, &function).await?;
-    let mut api = to_api(&state, &project, row);
-    let resolved = state
-        .registry()
-        .resolve(&state, &project, &function)
-        .await?;
-    if let Some(spec) = resolved.as_ref().and_then(|r| r.spec.as_ref()) {
-        let stats = state.executor().stats(&spec.key);
-        api.instances = Some(kumo_types::Instances {
-            busy: stats.busy,
-            idle: stats.idle,
-        });
-    }
-    Ok(axum::Json(api))
+    state.recorder().flush().await;
+    Ok(axum::Json(describe(&state, &project, row).await?))
 }
 
 /// Changes a function's settings; new calls get instances with them.
@@ -584,10 +613,17 @@ async fn check_sources(
 ) -> ApiResult<()> {
     match state.executor().check_syntax(runtime, code_dir).await {
         Ok(()) => Ok(()),
-        Err(kumo_executor::CheckError::Syntax(issue)) => Err(ApiError::new(
-            ErrorCode::SyntaxError,
-            format!("syntax error in {issue}"),
-        )),
+        Err(kumo_executor::CheckError::Syntax(issue)) => {
+            let location = issue.line.map(|line| kumo_types::SourceLocation {
+                file: issue.file.clone(),
+                line,
+                column: issue.column,
+            });
+            Err(
+                ApiError::new(ErrorCode::SyntaxError, format!("syntax error in {issue}"))
+                    .at(location),
+            )
+        }
         Err(kumo_executor::CheckError::Refused(why)) => {
             Err(ApiError::new(ErrorCode::InvalidFiles, why))
         }
@@ -642,8 +678,10 @@ pub(crate) async fn check_load(state: &State, target: LoadTarget<'_>) -> ApiResu
     match state.executor().check_load(&spec).await {
         Ok(()) => Ok(()),
         Err(kumo_executor::LoadCheckError::Failed { status, error, .. }) => {
-            let place = error_place(&error.traceback)
-                .map(|p| format!(" (at {p})"))
+            let location = error_place(&error.traceback);
+            let place = location
+                .as_ref()
+                .map(|l| format!(" (at {}, line {})", l.file, l.line))
                 .unwrap_or_default();
             let what = match status {
                 kumo_types::RunStatus::TimedOut => {
@@ -657,7 +695,8 @@ pub(crate) async fn check_load(state: &State, target: LoadTarget<'_>) -> ApiResu
             Err(ApiError::new(
                 ErrorCode::LoadError,
                 format!("{what}: {}: {}{place}", error.kind, error.message),
-            ))
+            )
+            .at(location))
         }
         Err(e @ kumo_executor::LoadCheckError::Platform(_)) => {
             Err(ApiError::internal("loading the code to check it", e))
@@ -666,24 +705,35 @@ pub(crate) async fn check_load(state: &State, target: LoadTarget<'_>) -> ApiResu
 }
 
 /// The last place in the deployment's files that a traceback or stack
-/// names, as `file, line N`.
-fn error_place(traceback: &str) -> Option<String> {
+/// names.
+fn error_place(traceback: &str) -> Option<kumo_types::SourceLocation> {
     traceback.lines().rev().find_map(|line| {
         let at = line.find("/code/")?;
         let rest = &line[at + "/code/".len()..];
+        let number = |text: &str| -> Option<u64> {
+            let digits: String = text.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().ok()
+        };
         // Python: `File "/code/main.py", line 3, in <module>`.
         if let Some((file, tail)) = rest.split_once("\", line ") {
-            let number: String = tail.chars().take_while(char::is_ascii_digit).collect();
-            return (!number.is_empty()).then(|| format!("{file}, line {number}"));
+            return Some(kumo_types::SourceLocation {
+                file: file.to_string(),
+                line: number(tail)?,
+                column: None,
+            });
         }
         // Node: `at f (/code/index.js:3:9)` or `/code/index.js:3`.
         let end = rest.find([')', ' ']).unwrap_or(rest.len());
         let mut parts = rest[..end].split(':');
         let file = parts.next()?;
-        let number = parts
+        let line = parts
             .next()
-            .filter(|n| n.chars().all(|c| c.is_ascii_digit()) && !n.is_empty())?;
-        Some(format!("{file}, line {number}"))
+            .filter(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))?;
+        Some(kumo_types::SourceLocation {
+            file: file.to_string(),
+            line: number(line)?,
+            column: parts.next().and_then(number),
+        })
     })
 }
 

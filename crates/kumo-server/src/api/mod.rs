@@ -7,6 +7,7 @@ pub(crate) mod logs;
 pub(crate) mod projects;
 pub(crate) mod routing;
 pub(crate) mod runs;
+pub(crate) mod templates;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -32,6 +33,7 @@ pub(crate) fn router(deploy_limit: usize, body_limit: usize) -> Router<State> {
     Router::new()
         .route("/api/v1/auth/login", post(accounts::login))
         .route("/api/v1/me", get(accounts::me))
+        .route("/api/v1/templates", get(templates::list))
         .route(
             "/api/v1/tokens",
             get(accounts::list_tokens).post(accounts::create_token),

@@ -108,25 +108,25 @@ pub(crate) async fn create(
         }
     }
     if let Err(e) = table.insert(method.clone(), pattern, String::new()) {
-        return Err(match e {
+        let (clash, what) = match e {
             RouteError::Conflict {
                 existing: clash, ..
-            } => {
-                let id = existing
-                    .iter()
-                    .find(|r| format!("{} {}", r.method, r.path) == clash)
-                    .map(|r| format!(" (route {})", r.id))
-                    .unwrap_or_default();
-                ApiError::new(
-                    ErrorCode::Conflict,
-                    format!(
-                        "the route {method_name} {} clashes with {clash}{id}; change one of them, or delete the other",
-                        req.path
-                    ),
-                )
-            }
-            other => ApiError::bad_request(other.to_string()),
-        });
+            } => (clash, "clashes with"),
+            RouteError::Duplicate { route } => (route, "is already defined as"),
+            other => return Err(ApiError::bad_request(other.to_string())),
+        };
+        let id = existing
+            .iter()
+            .find(|r| format!("{} {}", r.method, r.path) == clash)
+            .map(|r| format!(" (route {})", r.id))
+            .unwrap_or_default();
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            format!(
+                "the route {method_name} {} {what} {clash}{id}; change one of them, or delete the other",
+                req.path
+            ),
+        ));
     }
     let route = state
         .store()

@@ -177,7 +177,15 @@ pub(crate) async fn list(
 }
 
 /// A run the caller may see, else 404.
+/// A run by id. Records are written in batches a few milliseconds after
+/// the answer; a run asked for before its batch landed (a client reading
+/// `x-kumo-invocation-id` right away) is written out first, so a run that
+/// answered is always found.
 async fn find_run(state: &State, user: &Authed, id: &str) -> ApiResult<InvocationRow> {
+    if let Some(row) = state.store().invocation(user.scope(), id).await? {
+        return Ok(row);
+    }
+    state.recorder().flush().await;
     state
         .store()
         .invocation(user.scope(), id)

@@ -357,8 +357,11 @@ async fn gateway_responses_name_their_run() {
         .expect("x-kumo-invocation-id on a failure");
     assert_ne!(ok_id, failed_id);
 
+    // Asked for the moment the answer is in, the run is found: no polling.
     for (id, status) in [(ok_id, "succeeded"), (failed_id, "failed")] {
-        let record = server.run_record(&id, Duration::from_secs(2)).await;
+        let resp = server.get(&format!("/api/v1/invocations/{id}")).await;
+        assert_eq!(resp.status.as_u16(), 200, "{}", resp.text());
+        let record = resp.json();
         assert_eq!(record["id"], id.as_str());
         assert_eq!(record["trigger"], "http", "{record}");
         assert_eq!(record["status"], status, "{record}");
@@ -527,6 +530,10 @@ async fn syntax_error_is_refused_and_the_old_version_keeps_serving() {
         message.contains("main.py") && message.contains("line 4"),
         "the message names the file and line: {message}"
     );
+    // The place is given as data too, for editors to mark.
+    let body = resp.json();
+    assert_eq!(body["error"]["location"]["file"], "main.py", "{body}");
+    assert_eq!(body["error"]["location"]["line"], 4, "{body}");
 
     // A broken helper module is named too.
     let resp = server
@@ -539,6 +546,11 @@ async fn syntax_error_is_refused_and_the_old_version_keeps_serving() {
         .await;
     let message = resp.expect_error(400, "syntax_error");
     assert!(message.contains("lib/helper.py"), "{message}");
+    assert_eq!(
+        resp.json()["error"]["location"]["file"],
+        "lib/helper.py",
+        "{message}"
+    );
 
     let run = server.invoke("core", "stable", json!({})).await;
     assert_eq!(run["output"], "v1", "{run}");

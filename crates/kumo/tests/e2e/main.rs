@@ -17,12 +17,14 @@
 //! - [`metrics`]: per-function metrics and Prometheus;
 //! - [`prewarm`]: pre-warmed sandboxes and the keep-alive;
 //! - [`security`]: hostile functions and requests against the sandbox;
-//! - [`cli`]: the `kumo` command line, from `kumo init` to `kumo rm`.
+//! - [`cli`]: the `kumo` command line, from `kumo init` to `kumo rm`;
+//! - [`dashboard`]: the dashboard's page and assets, templates, activity.
 
 mod api;
 mod cli;
 mod core;
 mod custom;
+mod dashboard;
 mod deps;
 mod env;
 mod limits;

@@ -224,6 +224,9 @@ async fn node_deploys_are_checked() {
     .await;
     let message = resp.expect_error(400, "syntax_error");
     assert!(message.contains("lib/util.mjs, line 2"), "{message}");
+    let body = resp.json();
+    assert_eq!(body["error"]["location"]["file"], "lib/util.mjs", "{body}");
+    assert_eq!(body["error"]["location"]["line"], 2, "{body}");
 
     let resp = deploy(&[("index.py", "x = 1\n")], "index.py").await;
     let message = resp.expect_error(400, "bad_request");
@@ -242,6 +245,9 @@ async fn node_deploys_are_checked() {
     let message = resp.expect_error(400, "load_error");
     assert!(message.contains("Error: no config"), "{message}");
     assert!(message.contains("index.js, line 2"), "{message}");
+    let body = resp.json();
+    assert_eq!(body["error"]["location"]["file"], "index.js", "{body}");
+    assert_eq!(body["error"]["location"]["line"], 2, "{body}");
 }
 
 /// The sandbox around a Node.js instance: every thread confined, no

@@ -180,6 +180,18 @@ async fn bad_and_clashing_routes_are_refused() {
         message.contains(first["id"].as_str().expect("id")),
         "names the route: {message}"
     );
+    let (status, body) = add_route(
+        &server,
+        "api",
+        json!({"method": "GET", "path": "/users/:id", "function": "users"}),
+    )
+    .await;
+    assert_eq!(status, 409, "the same route twice: {body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("is already defined as GET /users/:id"),
+        "{message}"
+    );
     for (route, says) in [
         (
             json!({"method": "GET", "path": "users", "function": "users"}),

@@ -1,14 +1,44 @@
-//! The projects `kumo init` writes.
+//! The starting points `kumo init` writes and the dashboard's gallery
+//! offers: one definition for both. `{project}` in a file or the manifest
+//! stands for the project's name.
 
-/// A template: its name, what it is, and its files (besides `kumo.toml`,
-/// which `manifest` gives), where `{project}` stands for the project's
-/// name.
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::{FunctionSettings, Visibility};
+
+/// A template: what it is, its function, its files, and the `kumo.toml`
+/// the command line writes (whose contents must agree with the fields;
+/// a test of `kumo-cli` checks that).
 pub struct Template {
     pub name: &'static str,
     pub about: &'static str,
+    /// The function's name.
+    pub function: &'static str,
+    pub runtime: &'static str,
+    pub entrypoint: &'static str,
+    pub settings: FunctionSettings,
+    /// Routes to the function: (method, path).
+    pub routes: &'static [(&'static str, &'static str)],
+    /// Secrets it needs (names only).
+    pub secrets: &'static [&'static str],
+    /// Path → contents; `.kumoignore` is for the command line only.
     pub files: &'static [(&'static str, &'static str)],
     pub manifest: &'static str,
 }
+
+/// No settings beyond the defaults.
+const DEFAULTS: FunctionSettings = FunctionSettings {
+    timeout_ms: None,
+    memory_mb: None,
+    concurrency: None,
+    cpu_millicores: None,
+    pids: None,
+    tmp_mb: None,
+    visibility: None,
+};
 
 const KUMOIGNORE: &str = "# Files left out of deployments (gitignore syntax).\n# .git, __pycache__, .venv, .env and kumo.toml are always left out.\nnode_modules/\n*.log\n";
 
@@ -16,6 +46,12 @@ pub const TEMPLATES: &[Template] = &[
     Template {
         name: "python",
         about: "a Python function that says hello",
+        function: "hello",
+        runtime: "python",
+        entrypoint: "main.py",
+        settings: DEFAULTS,
+        routes: &[],
+        secrets: &[],
         files: &[
             (
                 "main.py",
@@ -38,6 +74,12 @@ entrypoint = "main.py"
     Template {
         name: "python-api",
         about: "a small REST API in Python, with routes and path parameters",
+        function: "items",
+        runtime: "python",
+        entrypoint: "api.py",
+        settings: DEFAULTS,
+        routes: &[("GET", "/items"), ("POST", "/items"), ("ANY", "/items/:id")],
+        secrets: &[],
         files: &[
             (
                 "api.py",
@@ -92,6 +134,12 @@ function = "items"
     Template {
         name: "node",
         about: "a JavaScript function that says hello",
+        function: "hello",
+        runtime: "node",
+        entrypoint: "index.mjs",
+        settings: DEFAULTS,
+        routes: &[],
+        secrets: &[],
         files: &[
             (
                 "index.mjs",
@@ -114,6 +162,12 @@ entrypoint = "index.mjs"
     Template {
         name: "fastapi",
         about: "a FastAPI app, deployed unchanged (dependencies from requirements.txt)",
+        function: "api",
+        runtime: "python",
+        entrypoint: "main.py",
+        settings: DEFAULTS,
+        routes: &[],
+        secrets: &[],
         files: &[
             (
                 "main.py",
@@ -157,6 +211,12 @@ entrypoint = "main.py"
     Template {
         name: "webhook",
         about: "a webhook receiver that checks an HMAC-SHA256 signature with a secret",
+        function: "webhook",
+        runtime: "python",
+        entrypoint: "webhook.py",
+        settings: DEFAULTS,
+        routes: &[],
+        secrets: &["WEBHOOK_SECRET"],
         files: &[
             (
                 "webhook.py",
@@ -194,6 +254,16 @@ entrypoint = "webhook.py"
     Template {
         name: "scheduled",
         about: "a job to run on a schedule (run it with `kumo invoke job --async`)",
+        function: "job",
+        runtime: "python",
+        entrypoint: "job.py",
+        settings: FunctionSettings {
+            timeout_ms: Some(300_000),
+            visibility: Some(Visibility::Private),
+            ..DEFAULTS
+        },
+        routes: &[],
+        secrets: &[],
         files: &[
             (
                 "job.py",
@@ -226,24 +296,53 @@ pub fn find(name: &str) -> Option<&'static Template> {
     TEMPLATES.iter().find(|t| t.name == name)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// `GET /api/v1/templates`: one template as data (`{project}` left in).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TemplateInfo {
+    pub name: String,
+    pub about: String,
+    pub function: String,
+    pub runtime: String,
+    pub entrypoint: String,
+    pub settings: FunctionSettings,
+    pub routes: Vec<TemplateRoute>,
+    pub secrets: Vec<String>,
+    /// Path → contents.
+    pub files: BTreeMap<String, String>,
+}
 
-    #[test]
-    fn every_manifest_reads() {
-        for t in TEMPLATES {
-            let text = t.manifest.replace("{project}", "demo");
-            let m = crate::manifest::Manifest::parse(std::path::Path::new("kumo.toml"), &text)
-                .unwrap_or_else(|e| panic!("template {}: {e}", t.name));
-            for (fname, f) in &m.functions {
-                let entry = f.entrypoint.as_deref().unwrap_or("main.py");
-                assert!(
-                    t.files.iter().any(|(p, _)| *p == entry),
-                    "template {}: function {fname} has no {entry}",
-                    t.name
-                );
-            }
+/// A route of a template, to its function.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TemplateRoute {
+    pub method: String,
+    pub path: String,
+}
+
+impl Template {
+    /// As the API shows it (without the command line's `.kumoignore`).
+    pub fn info(&self) -> TemplateInfo {
+        TemplateInfo {
+            name: self.name.into(),
+            about: self.about.into(),
+            function: self.function.into(),
+            runtime: self.runtime.into(),
+            entrypoint: self.entrypoint.into(),
+            settings: self.settings.clone(),
+            routes: self
+                .routes
+                .iter()
+                .map(|(method, path)| TemplateRoute {
+                    method: (*method).into(),
+                    path: (*path).into(),
+                })
+                .collect(),
+            secrets: self.secrets.iter().map(|s| (*s).into()).collect(),
+            files: self
+                .files
+                .iter()
+                .filter(|(path, _)| *path != ".kumoignore")
+                .map(|(path, text)| ((*path).into(), (*text).into()))
+                .collect(),
         }
     }
 }
