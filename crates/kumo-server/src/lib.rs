@@ -13,6 +13,7 @@ mod auth;
 mod builds;
 pub mod config;
 mod cors;
+mod dashboard;
 mod dispatch;
 mod error;
 mod gateway;
@@ -35,7 +36,7 @@ use anyhow::Context;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, StatusCode, header};
-use axum::response::{Html, IntoResponse};
+use axum::response::IntoResponse;
 use axum::routing::get;
 use kumo_executor::{Executor, ExecutorConfig};
 use kumo_runtimes::Toolchain;
@@ -132,7 +133,12 @@ pub fn app(state: State) -> Router {
         .merge(openapi::router())
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .route("/", get(dashboard))
+        .route("/", get(dashboard::index))
+        .route("/assets/{*path}", get(dashboard::asset))
+        .route(
+            "/favicon.svg",
+            get(|headers| dashboard::top_level("favicon.svg", headers)),
+        )
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
@@ -439,8 +445,4 @@ fn function_metrics(out: &mut String, functions: &[Arc<metrics::FunctionMetrics>
             "kumo_function_duration_seconds_count{{{labels}}} {count}"
         );
     }
-}
-
-async fn dashboard() -> Html<&'static str> {
-    Html(include_str!("dashboard.html"))
 }
