@@ -210,6 +210,9 @@ fn bench_encode(c: &mut Criterion) {
                     headers: &headers,
                     body: &body,
                     source_ip: None,
+                    identity: None,
+                    strip_authorization: false,
+                    redact_credentials: false,
                 }))
                 .expect("an event")
                 .get()
@@ -242,6 +245,9 @@ fn bench_lookup_and_encode(c: &mut Criterion) {
                     headers: &headers,
                     body: &body,
                     source_ip: None,
+                    identity: None,
+                    strip_authorization: false,
+                    redact_credentials: false,
                 })
                 .expect("an event");
                 (*found.value, found.params.len(), event.get().len())

@@ -1,5 +1,14 @@
 //! Accounts and tokens: the first-start admin, password login, API tokens
-//! (stored as SHA-256 hashes), the `Authed` extractor, login throttling.
+//! (stored as SHA-256 hashes), the dashboard's session cookie, the `Authed`
+//! extractor, login throttling.
+//!
+//! An API request is authenticated by `Authorization: Bearer TOKEN` or by
+//! the dashboard's session cookie ([`SESSION_COOKIE`]: `HttpOnly`,
+//! `SameSite=Strict`, `Path=/api`, so no script and no function URL ever
+//! sees it). A request that changes something on the strength of the cookie
+//! alone must also carry the session's CSRF token in [`CSRF_HEADER`]: a
+//! page of another origin (a function's, say) can make the browser send
+//! the cookie, but cannot read the token nor set the header.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -10,7 +19,8 @@ use anyhow::Context;
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use axum::extract::FromRequestParts;
-use axum::http::header::AUTHORIZATION;
+use axum::http::HeaderMap;
+use axum::http::header::{AUTHORIZATION, COOKIE};
 use axum::http::request::Parts;
 use kumo_store::{Scope, Store, UserRow};
 use rand::RngExt;
@@ -21,6 +31,11 @@ use crate::error::ApiError;
 
 /// How long a validated token is trusted without asking the store.
 const TOKEN_CACHE_TTL: Duration = Duration::from_secs(10);
+/// The dashboard's session cookie.
+pub(crate) const SESSION_COOKIE: &str = "kumo_session";
+/// The header a cookie-authenticated request that changes something must
+/// carry, with the session's CSRF token.
+pub(crate) const CSRF_HEADER: &str = "x-kumo-csrf";
 /// Failed logins allowed per user name in [`LOGIN_WINDOW`].
 const LOGIN_FAILURES_ALLOWED: u32 = 5;
 const LOGIN_WINDOW: Duration = Duration::from_secs(300);
@@ -53,6 +68,9 @@ impl Authed {
 pub(crate) struct Auth {
     store: Store,
     cache: Mutex<HashMap<String, (Authed, Instant)>>,
+    /// Hashes that named no token a moment ago: the gateway asks about
+    /// every bearer token it sees, most of them an app's own.
+    misses: Mutex<HashMap<String, Instant>>,
     failures: Mutex<HashMap<String, (u32, Instant)>>,
 }
 
@@ -61,6 +79,7 @@ impl Auth {
         Auth {
             store,
             cache: Mutex::new(HashMap::new()),
+            misses: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
         }
     }
@@ -73,7 +92,17 @@ impl Auth {
         {
             return Ok(Some(authed.clone()));
         }
+        if let Some(at) = self.misses.lock().expect("auth cache poisoned").get(&hash)
+            && at.elapsed() < TOKEN_CACHE_TTL
+        {
+            return Ok(None);
+        }
         let Some((user, token_id)) = self.store.user_by_token(&hash).await? else {
+            let mut misses = self.misses.lock().expect("auth cache poisoned");
+            if misses.len() > 10_000 {
+                misses.clear();
+            }
+            misses.insert(hash, Instant::now());
             return Ok(None);
         };
         let _ = self.store.touch_token(&token_id).await;
@@ -90,9 +119,10 @@ impl Auth {
         Ok(Some(authed))
     }
 
-    /// Forgets cached tokens (after a revocation).
+    /// Forgets cached tokens (after a revocation or a new token).
     pub(crate) fn forget_tokens(&self) {
         self.cache.lock().expect("auth cache poisoned").clear();
+        self.misses.lock().expect("auth cache poisoned").clear();
     }
 
     /// Checks a password login, throttled per user name and client address
@@ -240,25 +270,109 @@ impl FromRequestParts<crate::State> for Authed {
         parts: &mut Parts,
         state: &crate::State,
     ) -> Result<Self, Self::Rejection> {
-        let token = bearer(parts).ok_or_else(|| {
+        if let Some(token) = bearer(parts) {
+            return state
+                .auth()
+                .check_token(token)
+                .await?
+                .ok_or_else(|| ApiError::unauthorized("invalid or revoked API token"));
+        }
+        let cookie = session_cookie(&parts.headers)?.ok_or_else(|| {
             ApiError::unauthorized("missing API token; send 'Authorization: Bearer <token>'")
         })?;
-        state
+        let user = state
             .auth()
-            .check_token(token)
+            .check_token(&cookie)
             .await?
-            .ok_or_else(|| ApiError::unauthorized("invalid or revoked API token"))
+            .ok_or_else(|| ApiError::unauthorized("the session has ended; sign in again"))?;
+        if !parts.method.is_safe() {
+            check_csrf(&parts.headers, &cookie)?;
+        }
+        Ok(user)
     }
 }
 
 /// The bearer token of a request, if any.
 pub(crate) fn bearer(parts: &Parts) -> Option<&str> {
-    let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
+    bearer_in(&parts.headers)
+}
+
+/// The bearer token in `headers`, if any.
+pub(crate) fn bearer_in(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme
         .eq_ignore_ascii_case("bearer")
         .then(|| token.trim())
         .filter(|t| !t.is_empty())
+}
+
+/// The session cookie's value. Two of them (one planted beside the real
+/// one, say) are refused rather than guessed between.
+pub(crate) fn session_cookie(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let mut found = None;
+    for value in headers.get_all(COOKIE) {
+        let Ok(value) = value.to_str() else { continue };
+        for pair in value.split(';') {
+            let Some((name, value)) = pair.split_once('=') else {
+                continue;
+            };
+            if name.trim() == SESSION_COOKIE {
+                if found.is_some() {
+                    return Err(ApiError::unauthorized(
+                        "more than one session cookie was sent; sign in again",
+                    ));
+                }
+                found = Some(value.trim().to_string());
+            }
+        }
+    }
+    Ok(found.filter(|v| !v.is_empty()))
+}
+
+/// The CSRF token of a session: derived from its secret, so it needs no
+/// storage, and useless without the cookie.
+pub(crate) fn csrf_token(session: &str) -> String {
+    hex::encode(&Sha256::digest(format!("kumo-csrf\u{0}{session}").as_bytes())[..16])
+}
+
+fn check_csrf(headers: &HeaderMap, session: &str) -> Result<(), ApiError> {
+    let sent = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
+    let expected = csrf_token(session);
+    match sent {
+        Some(sent) if constant_time_eq(sent.as_bytes(), expected.as_bytes()) => Ok(()),
+        _ => Err(ApiError::new(
+            kumo_types::ErrorCode::Forbidden,
+            format!(
+                "a request signed in by the session cookie must send the session's CSRF token in '{CSRF_HEADER}'"
+            ),
+        )),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The `Set-Cookie` value that starts a session (`max_age` for one that
+/// outlives the browser) or, with `None` as the token, ends it.
+pub(crate) fn session_set_cookie(
+    token: Option<&str>,
+    max_age: Option<Duration>,
+    secure: bool,
+) -> String {
+    let mut cookie = match token {
+        Some(token) => format!("{SESSION_COOKIE}={token}"),
+        None => format!("{SESSION_COOKIE}=; Max-Age=0"),
+    };
+    cookie.push_str("; Path=/api; HttpOnly; SameSite=Strict");
+    if let (Some(_), Some(age)) = (token, max_age) {
+        cookie.push_str(&format!("; Max-Age={}", age.as_secs()));
+    }
+    if secure {
+        cookie.push_str("; Secure");
+    }
+    cookie
 }
 
 #[cfg(test)]

@@ -102,8 +102,18 @@ pub struct Config {
     pub python: Option<PathBuf>,
     /// The `node` binary; default the first found (Node.js is optional).
     pub node: Option<PathBuf>,
-    /// The base URL printed for functions; default from the listen address.
+    /// The base URL of the server (dashboard, API); default from the
+    /// listen address.
     pub public_url: Option<String>,
+    /// A second listener that serves only functions (`/fn/…`, `/p/…`), so
+    /// that their pages have an origin of their own.
+    pub functions_listen: Option<std::net::SocketAddr>,
+    /// The base URL of the functions' origin, named in every function's
+    /// `url`; default from `functions_listen` when that is set.
+    pub functions_url: Option<String>,
+    /// Serve `/metrics` to anyone; by default it needs an admin's token
+    /// (it names every project and function).
+    pub public_metrics: bool,
     /// The admin's API token on first start (`KUMO_BOOTSTRAP_TOKEN`).
     pub bootstrap_token: Option<String>,
     /// The key that encrypts secrets, base64 of 32 bytes
@@ -144,6 +154,9 @@ impl Default for Config {
             python: None,
             node: None,
             public_url: None,
+            functions_listen: None,
+            functions_url: None,
+            public_metrics: false,
             bootstrap_token: None,
             secret_key: None,
             keep_alive: Duration::from_millis(DEFAULT_KEEP_ALIVE_MS),

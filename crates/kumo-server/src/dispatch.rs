@@ -61,6 +61,19 @@ pub(crate) async fn run(
     id: String,
     event: Box<RawValue>,
 ) -> Result<Run, ApiError> {
+    run_stored(state, resolved, trigger, id, event, None).await
+}
+
+/// [`run`], recording `stored` as the run's input instead of `event`
+/// (the event with its credentials blotted out).
+pub(crate) async fn run_stored(
+    state: &State,
+    resolved: &Resolved,
+    trigger: Trigger,
+    id: String,
+    event: Box<RawValue>,
+    stored: Option<Box<RawValue>>,
+) -> Result<Run, ApiError> {
     let Some(spec) = resolved.spec.clone() else {
         return Err(ApiError::new(
             ErrorCode::NotFound,
@@ -116,7 +129,7 @@ pub(crate) async fn run(
         &id,
         spec.version,
         trigger,
-        &event,
+        stored.as_deref().unwrap_or(&event),
         &outcome,
         created_at,
     );

@@ -21,12 +21,16 @@ use serde::Serialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+use crate::auth::Authed;
 use crate::error::ApiError;
 use crate::registry::Resolved;
 use crate::routes::Lookup;
 use crate::{INVOCATION_HEADER, State, cors, dispatch};
 
-pub(crate) fn router() -> Router<State> {
+/// The gateway's routes. On the main listener (`shared_origin`), which
+/// also serves the dashboard and the API, what functions answer is
+/// confined: see [`confine`].
+pub(crate) fn router(shared_origin: bool) -> Router<State> {
     Router::new()
         .route("/fn/{project}/{function}", any(call))
         .route("/fn/{project}/{function}/", any(call))
@@ -34,6 +38,72 @@ pub(crate) fn router() -> Router<State> {
         .route("/p/{project}", any(call_route))
         .route("/p/{project}/", any(call_route))
         .route("/p/{project}/{*rest}", any(call_route))
+        .layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| async move {
+                if request
+                    .headers()
+                    .get("service-worker")
+                    .is_some_and(|v| v.as_bytes() == b"script")
+                {
+                    return ApiError::new(
+                        ErrorCode::Forbidden,
+                        "functions cannot serve service worker scripts",
+                    )
+                    .into_response();
+                }
+                let mut response = next.run(request).await;
+                confine(response.headers_mut(), shared_origin);
+                response
+            },
+        ))
+}
+
+/// The sandbox a function's answer is served in on the dashboard's
+/// origin: scripts run, but in an opaque origin of their own (no
+/// `allow-same-origin`), so they read no storage or cookie of the
+/// dashboard and their requests to the API are cross-origin.
+pub(crate) const FUNCTION_CSP: &str =
+    "sandbox allow-scripts allow-forms allow-popups allow-modals allow-downloads";
+
+/// What no function answer may do to Kumo's own origin, whichever
+/// listener serves it: set or clear the dashboard's session cookie (cookies
+/// ignore ports), widen a service worker's scope, or clear the site's data.
+/// On the shared origin, the answer is also sandboxed ([`FUNCTION_CSP`];
+/// added to any policy the function sets, since every policy applies).
+fn confine(headers: &mut HeaderMap, shared_origin: bool) {
+    headers.remove("service-worker-allowed");
+    headers.remove("clear-site-data");
+    if headers.contains_key(header::SET_COOKIE) {
+        let kept: Vec<HeaderValue> = headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .filter(|v| !sets_kumo_cookie(v.as_bytes()))
+            .cloned()
+            .collect();
+        headers.remove(header::SET_COOKIE);
+        for value in kept {
+            headers.append(header::SET_COOKIE, value);
+        }
+    }
+    if shared_origin {
+        headers.append(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(FUNCTION_CSP),
+        );
+    }
+}
+
+/// Whether a `Set-Cookie` value names a cookie of Kumo's (any prefix and
+/// case, `__Host-`/`__Secure-` forms included).
+fn sets_kumo_cookie(value: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(value);
+    let name = text.split(['=', ';']).next().unwrap_or("").trim();
+    let name = name.to_ascii_lowercase();
+    let name = name
+        .strip_prefix("__host-")
+        .or_else(|| name.strip_prefix("__secure-"))
+        .unwrap_or(&name);
+    name.starts_with("kumo")
 }
 
 /// The path parameters of the gateway routes.
@@ -219,23 +289,35 @@ async fn serve(
     path: &str,
     params: &[(String, String)],
 ) -> Response {
-    if resolved.visibility == Visibility::Private {
-        let allowed = match bearer_from(&request.headers) {
-            Some(token) => match state.auth().check_token(token).await {
-                Ok(Some(user)) => user.can_access(&resolved.owner_id),
-                Ok(None) => false,
-                Err(e) => return e.into_response(),
-            },
-            None => false,
-        };
-        if !allowed {
-            return ApiError::unauthorized(
-                "this function is private; send 'Authorization: Bearer <token>'",
-            )
-            .into_response();
-        }
+    let caller = match caller(state, &request.headers).await {
+        Ok(caller) => caller,
+        Err(e) => return e.into_response(),
+    };
+    serve_as(state, resolved, request, base_path, path, params, caller).await
+}
+
+/// [`serve`] for a caller already known.
+async fn serve_as(
+    state: &State,
+    resolved: &Resolved,
+    request: &Request,
+    base_path: &str,
+    path: &str,
+    params: &[(String, String)],
+    caller: Caller,
+) -> Response {
+    if resolved.visibility == Visibility::Private
+        && !caller
+            .user
+            .as_ref()
+            .is_some_and(|user| user.can_access(&resolved.owner_id))
+    {
+        return ApiError::unauthorized(
+            "this function is private; send 'Authorization: Bearer <token>'",
+        )
+        .into_response();
     }
-    let event = match encode_event(&EventParts {
+    let parts = EventParts {
         method: &request.method,
         base_path,
         path,
@@ -244,21 +326,199 @@ async fn serve(
         headers: &request.headers,
         body: &request.body,
         source_ip: request.source.map(|a| a.ip()),
-    }) {
+        identity: caller.user.as_ref().map(Identity::of),
+        strip_authorization: caller.kumo_credential,
+        redact_credentials: false,
+    };
+    let event = match encode_event(&parts) {
         Ok(event) => event,
         Err(e) => return e.into_response(),
     };
+    // The stored copy never keeps a credential (replays get it blotted out).
+    let stored = if has_credentials(&request.headers, caller.kumo_credential) {
+        match encode_event(&EventParts {
+            redact_credentials: true,
+            ..parts
+        }) {
+            Ok(stored) => Some(stored),
+            Err(e) => return e.into_response(),
+        }
+    } else {
+        None
+    };
     let id = kumo_store::new_id();
-    match dispatch::run(state, resolved, Trigger::Http, id, event).await {
+    match dispatch::run_stored(state, resolved, Trigger::Http, id, event, stored).await {
         Ok(run) => to_response(&run.id, run.outcome),
         Err(e) => e.into_response(),
     }
 }
 
-fn bearer_from(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+/// Sends `call` to a function as `user` (who may use it) and hands back
+/// its answer as data: the API's way to test a function, private ones
+/// included, from a page that must not render what the function returns.
+pub(crate) async fn call_as(
+    state: &State,
+    resolved: &Resolved,
+    user: Authed,
+    call: kumo_types::HttpCall,
+) -> Result<kumo_types::HttpAnswer, ApiError> {
+    let method = Method::from_bytes(call.method.to_ascii_uppercase().as_bytes())
+        .map_err(|_| ApiError::bad_request(format!("'{}' is not an HTTP method", call.method)))?;
+    let base_path = format!("/fn/{}/{}", resolved.project, resolved.function);
+    let path = match call.path.as_str() {
+        "" => "/".to_string(),
+        p if p.starts_with('/') => p.to_string(),
+        p => format!("/{p}"),
+    };
+    let query = call.query.trim_start_matches('?');
+    let target = if query.is_empty() {
+        format!("{base_path}{path}")
+    } else {
+        format!("{base_path}{path}?{query}")
+    };
+    let uri: Uri = target
+        .parse()
+        .map_err(|_| ApiError::bad_request("the path or query is not a valid URL part"))?;
+    let mut headers = HeaderMap::new();
+    for (name, value) in &call.headers {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| ApiError::bad_request(format!("'{name}' is not a header name")))?;
+        let value = HeaderValue::from_str(value).map_err(|_| {
+            ApiError::bad_request(format!("the value of header '{name}' is not valid"))
+        })?;
+        headers.append(name, value);
+    }
+    let body = if call.is_base64_encoded {
+        base64::engine::general_purpose::STANDARD
+            .decode(&call.body)
+            .map_err(|e| ApiError::bad_request(format!("body is not base64: {e}")))?
+    } else {
+        call.body.into_bytes()
+    };
+    let request = Request {
+        method,
+        uri,
+        headers,
+        body: body.into(),
+        source: None,
+    };
+    // A Kumo token among the given headers is still not passed on.
+    let mut caller = caller(state, &request.headers).await?;
+    caller.user = Some(user);
+    let decoded = decode(&path);
+    let response = serve_as(state, resolved, &request, &base_path, &decoded, &[], caller).await;
+    let (parts, body) = response.into_parts();
+    let limit = state.config().limits.body_bytes;
+    let bytes = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|e| ApiError::internal("reading a function's answer", e))?;
+    let (body, is_base64_encoded) = match String::from_utf8(bytes.to_vec()) {
+        Ok(text) => (text, false),
+        Err(_) => (
+            base64::engine::general_purpose::STANDARD.encode(&bytes),
+            true,
+        ),
+    };
+    Ok(kumo_types::HttpAnswer {
+        status: parts.status.as_u16(),
+        invocation_id: parts
+            .headers
+            .get(INVOCATION_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body,
+        is_base64_encoded,
+    })
+}
+
+/// Who called, as far as Kumo can tell.
+struct Caller {
+    /// The Kumo user whose token came with the request.
+    user: Option<Authed>,
+    /// Whether `Authorization` holds a Kumo token (valid or not): it is
+    /// Kumo's, so the function never sees it.
+    kumo_credential: bool,
+}
+
+/// Tells a Kumo token in `Authorization` from an app's own: every token
+/// Kumo issues starts with `kumo_`; another value (a bootstrap token set
+/// by the operator) is looked up, with misses remembered for a while.
+async fn caller(state: &State, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    let Some(token) = crate::auth::bearer_in(headers) else {
+        return Ok(Caller {
+            user: None,
+            kumo_credential: false,
+        });
+    };
+    let user = state.auth().check_token(token).await?;
+    Ok(Caller {
+        kumo_credential: user.is_some() || token.starts_with("kumo_"),
+        user,
+    })
+}
+
+/// Header names whose values are credentials: never stored with a run.
+const CREDENTIAL_HEADERS: [HeaderName; 4] = [
+    header::AUTHORIZATION,
+    header::COOKIE,
+    header::PROXY_AUTHORIZATION,
+    HeaderName::from_static("x-api-key"),
+];
+
+fn has_credentials(headers: &HeaderMap, kumo_credential: bool) -> bool {
+    CREDENTIAL_HEADERS
+        .iter()
+        .filter(|name| !(kumo_credential && **name == header::AUTHORIZATION))
+        .any(|name| headers.contains_key(name))
+}
+
+/// The caller Kumo authenticated, as a function sees it in
+/// `event.requestContext.identity`.
+#[derive(Serialize, Debug, Clone, Copy)]
+pub struct Identity<'a> {
+    #[serde(rename = "userId")]
+    pub user_id: &'a str,
+    pub username: &'a str,
+}
+
+impl<'a> Identity<'a> {
+    fn of(user: &'a Authed) -> Self {
+        Identity {
+            user_id: &user.user_id,
+            username: &user.username,
+        }
+    }
+}
+
+/// What Kumo knows of the request beyond its headers.
+#[derive(Serialize)]
+struct RequestContext<'a> {
+    identity: Option<Identity<'a>>,
+}
+
+/// `cookie` without the dashboard's session cookie (which a browser never
+/// sends to a function's path; a client might).
+fn without_session_cookie(value: &str) -> Option<String> {
+    let kept: Vec<&str> = value
+        .split(';')
+        .filter(|pair| {
+            pair.split_once('=')
+                .is_none_or(|(name, _)| name.trim() != crate::auth::SESSION_COOKIE)
+        })
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty())
+        .collect();
+    (!kept.is_empty()).then(|| kept.join("; "))
 }
 
 /// The HTTP event of the handler contract.
@@ -283,6 +543,8 @@ struct HttpEvent<'a> {
     /// can write).
     #[serde(rename = "sourceIp", skip_serializing_if = "Option::is_none")]
     source_ip: Option<String>,
+    #[serde(rename = "requestContext")]
+    request_context: RequestContext<'a>,
 }
 
 /// What an HTTP event is made of.
@@ -300,6 +562,12 @@ pub struct EventParts<'a> {
     pub body: &'a [u8],
     /// The address the request came from, as the server saw it.
     pub source_ip: Option<std::net::IpAddr>,
+    /// The Kumo user who called, if a Kumo token came with the request.
+    pub identity: Option<Identity<'a>>,
+    /// Leave `Authorization` out: it holds Kumo's own credential.
+    pub strip_authorization: bool,
+    /// Blot out credential headers (for the stored copy of the event).
+    pub redact_credentials: bool,
 }
 
 /// Encodes the event once, straight to the JSON the runner receives.
@@ -315,6 +583,9 @@ pub fn encode_event(parts: &EventParts<'_>) -> Result<Box<RawValue>, ApiError> {
         headers,
         body,
         source_ip,
+        identity,
+        strip_authorization,
+        redact_credentials,
     } = *parts;
     let mut query: BTreeMap<Cow<str>, Cow<str>> = BTreeMap::new();
     if let Some(q) = uri.query() {
@@ -333,7 +604,19 @@ pub fn encode_event(parts: &EventParts<'_>) -> Result<Box<RawValue>, ApiError> {
     }
     let mut header_map: BTreeMap<&str, Cow<str>> = BTreeMap::new();
     for (name, value) in headers {
-        let value = String::from_utf8_lossy(value.as_bytes());
+        if strip_authorization && name == header::AUTHORIZATION {
+            continue;
+        }
+        let mut value = String::from_utf8_lossy(value.as_bytes());
+        if name == header::COOKIE && value.contains(crate::auth::SESSION_COOKIE) {
+            match without_session_cookie(&value) {
+                Some(kept) => value = Cow::Owned(kept),
+                None => continue,
+            }
+        }
+        if redact_credentials && CREDENTIAL_HEADERS.contains(name) {
+            value = Cow::Borrowed(kumo_types::SECRET_MASK);
+        }
         match header_map.get_mut(name.as_str()) {
             Some(existing) => {
                 let joined = format!("{existing}, {value}");
@@ -365,6 +648,7 @@ pub fn encode_event(parts: &EventParts<'_>) -> Result<Box<RawValue>, ApiError> {
         is_base64_encoded,
         base_path,
         source_ip: source_ip.map(|ip| ip.to_canonical().to_string()),
+        request_context: RequestContext { identity },
     };
     // The serializer's output is valid JSON by construction; wrapping it
     // this way does not parse it again.
@@ -521,6 +805,9 @@ mod tests {
             headers: &headers,
             body: b"hi",
             source_ip: Some("10.1.2.3".parse().expect("an address")),
+            identity: None,
+            strip_authorization: false,
+            redact_credentials: false,
         };
         let event = encode_event(&parts).expect("event");
         let v: Value = serde_json::from_str(event.get()).expect("json");
@@ -543,6 +830,46 @@ mod tests {
         let v: Value = serde_json::from_str(event.get()).expect("json");
         assert_eq!(v["isBase64Encoded"], true);
         assert_eq!(v["body"], "/wA=");
+    }
+
+    #[test]
+    fn confined_answers() {
+        let mut headers = HeaderMap::new();
+        headers.insert("service-worker-allowed", HeaderValue::from_static("/"));
+        headers.insert("clear-site-data", HeaderValue::from_static("\"*\""));
+        for cookie in [
+            "kumo_session=x; Path=/api",
+            "__Host-Kumo_session=y; Path=/",
+            "theme=dark; Path=/",
+        ] {
+            headers.append(header::SET_COOKIE, HeaderValue::from_static(cookie));
+        }
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'self'"),
+        );
+        confine(&mut headers, true);
+        assert!(!headers.contains_key("service-worker-allowed"));
+        assert!(!headers.contains_key("clear-site-data"));
+        let cookies: Vec<_> = headers.get_all(header::SET_COOKIE).iter().collect();
+        assert_eq!(cookies, ["theme=dark; Path=/"]);
+        let policies: Vec<_> = headers
+            .get_all(header::CONTENT_SECURITY_POLICY)
+            .iter()
+            .collect();
+        assert_eq!(policies, ["default-src 'self'", FUNCTION_CSP]);
+        let mut own = HeaderMap::new();
+        confine(&mut own, false);
+        assert!(!own.contains_key(header::CONTENT_SECURITY_POLICY));
+    }
+
+    #[test]
+    fn session_cookie_is_not_passed_on() {
+        assert_eq!(
+            without_session_cookie("a=1; kumo_session=secret; b=2").as_deref(),
+            Some("a=1; b=2")
+        );
+        assert_eq!(without_session_cookie("kumo_session=secret"), None);
     }
 
     #[test]

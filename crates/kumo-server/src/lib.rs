@@ -45,7 +45,7 @@ use kumo_store::Store;
 
 pub use config::Config;
 // Public for the benchmarks; not an interface for other crates.
-pub use gateway::{EventParts, encode_event};
+pub use gateway::{EventParts, Identity, encode_event};
 
 /// Runs the sandbox helper (`kumo __sandbox`); never returns.
 pub fn run_sandbox_helper() -> ! {
@@ -73,6 +73,9 @@ struct Inner {
     recorder: recorder::Recorder,
     auth: auth::Auth,
     public_url: String,
+    /// Where functions are reached: the functions' own origin when there
+    /// is one, else `public_url`.
+    functions_url: String,
     counters: Counters,
 }
 
@@ -118,8 +121,11 @@ impl State {
     fn public_url(&self) -> &str {
         &self.inner.public_url
     }
+    fn functions_url(&self) -> &str {
+        &self.inner.functions_url
+    }
     fn function_url(&self, project: &str, function: &str) -> String {
-        format!("{}/fn/{project}/{function}", self.inner.public_url)
+        format!("{}/fn/{project}/{function}", self.inner.functions_url)
     }
 }
 
@@ -129,7 +135,7 @@ pub fn app(state: State) -> Router {
     let deploy_limit = state.config().limits.deployment_bytes + 1024 * 1024;
     Router::new()
         .merge(api::router(deploy_limit, body_limit))
-        .merge(gateway::router())
+        .merge(gateway::router(true))
         .merge(openapi::router())
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
@@ -142,6 +148,25 @@ pub fn app(state: State) -> Router {
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
+}
+
+/// The router of the functions' own origin: the gateway and `/healthz`,
+/// nothing of the API or the dashboard.
+pub fn functions_app(state: State) -> Router {
+    let body_limit = state.config().limits.body_bytes;
+    Router::new()
+        .merge(gateway::router(false))
+        .route("/healthz", get(healthz))
+        .fallback(not_found_on_functions)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}
+
+async fn not_found_on_functions() -> error::ApiError {
+    error::ApiError::new(
+        kumo_types::ErrorCode::NotFound,
+        "this address serves functions only: /fn/{project}/{function} and /p/{project}/…",
+    )
 }
 
 /// Runs the server on `listener` until `shutdown` resolves, then drains.
@@ -222,6 +247,23 @@ pub async fn serve(
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{addr}"));
+    let functions_listener = match config.functions_listen {
+        Some(at) => Some(
+            tokio::net::TcpListener::bind(at)
+                .await
+                .with_context(|| format!("binding the functions' listener on {at}"))?,
+        ),
+        None => None,
+    };
+    let functions_addr = functions_listener
+        .as_ref()
+        .map(|l| l.local_addr().context("reading the functions' address"))
+        .transpose()?;
+    let functions_url = config
+        .functions_url
+        .clone()
+        .or_else(|| functions_addr.map(|at| format!("http://{at}")))
+        .unwrap_or_else(|| public_url.clone());
     let state = State {
         inner: Arc::new(Inner {
             registry: registry::Registry::new(executor.clone()),
@@ -235,6 +277,7 @@ pub async fn serve(
             executor: executor.clone(),
             recorder: recorder.clone(),
             public_url,
+            functions_url,
             counters: Counters::default(),
         }),
     };
@@ -245,8 +288,11 @@ pub async fn serve(
 
     if !state.config().quiet {
         println!("kumo listening on http://{addr}");
+        if let Some(at) = functions_addr {
+            println!("functions listening on http://{at}");
+        }
     }
-    tracing::info!(%addr, "listening");
+    tracing::info!(%addr, functions = ?functions_addr, "listening");
     let grace = state.config().drain_timeout;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = axum::serve(
@@ -258,6 +304,19 @@ pub async fn serve(
         let _ = stop_tx.send(true);
     });
     let server = tokio::spawn(async move { server.await });
+    let functions_server = functions_listener.map(|listener| {
+        let mut stopped = stop_rx.clone();
+        tokio::spawn(
+            axum::serve(
+                listener,
+                functions_app(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move {
+                let _ = stopped.wait_for(|stopped| *stopped).await;
+            })
+            .into_future(),
+        )
+    });
 
     // Wait for the signal, then give in-flight requests the grace period.
     let mut stop_rx = stop_rx;
@@ -273,6 +332,9 @@ pub async fn serve(
         Ok(Ok(Err(e))) => tracing::error!(error = %e, "server error"),
         Ok(Err(e)) => tracing::error!(error = %e, "server task failed"),
         Err(_) => tracing::warn!("requests still open after the grace period; closing them"),
+    }
+    if let Some(functions_server) = functions_server {
+        functions_server.abort();
     }
     evictor.abort();
     pruner.abort();
@@ -332,7 +394,33 @@ async fn not_found() -> error::ApiError {
     )
 }
 
-async fn metrics(axum::extract::State(state): axum::extract::State<State>) -> impl IntoResponse {
+/// `/metrics`: an admin's token, unless the operator made it public.
+async fn metrics(
+    axum::extract::State(state): axum::extract::State<State>,
+    request: axum::extract::Request,
+) -> axum::response::Response {
+    if !state.config().public_metrics {
+        let (mut parts, _) = request.into_parts();
+        match <auth::Authed as axum::extract::FromRequestParts<State>>::from_request_parts(
+            &mut parts, &state,
+        )
+        .await
+        {
+            Ok(user) if user.is_admin => {}
+            Ok(_) => {
+                return error::ApiError::new(
+                    kumo_types::ErrorCode::Forbidden,
+                    "/metrics names every project and function: it needs an admin's token (or the server's --public-metrics)",
+                )
+                .into_response();
+            }
+            Err(e) => return e.into_response(),
+        }
+    }
+    prometheus_text(&state).into_response()
+}
+
+fn prometheus_text(state: &State) -> impl IntoResponse + use<> {
     use std::fmt::Write;
     let c = &state.inner.counters;
     let mut out = String::new();

@@ -12,12 +12,12 @@ use crate::api::{accounts, env, functions, logs, projects, routing, runs, templa
 #[openapi(
     info(title = "Kumo API", description = "Deploy and run functions. Errors are `{\"error\": {\"code\", \"message\"}}`."),
     paths(
-        accounts::login, accounts::me, accounts::list_tokens, accounts::create_token, accounts::delete_token,
+        accounts::login, accounts::start_session, accounts::get_session, accounts::end_session, accounts::me, accounts::list_tokens, accounts::create_token, accounts::delete_token,
         projects::list, projects::create, projects::get, projects::update, projects::remove,
         functions::list, functions::create, functions::get, functions::update, functions::remove,
         functions::deploy, functions::list_deployments, functions::get_deployment, functions::activate,
         functions::metrics, functions::files,
-        runs::invoke, runs::list, runs::get, runs::replay, logs::logs,
+        runs::invoke, runs::http, runs::list, runs::get, runs::replay, logs::logs,
         env::list, env::get, env::put, env::remove,
         routing::list, routing::create, routing::remove,
         templates::list,

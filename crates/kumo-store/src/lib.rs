@@ -417,6 +417,16 @@ impl Store {
         Ok(done.rows_affected() > 0)
     }
 
+    /// Revokes the token with this hash, if it is the user's.
+    pub async fn delete_token_by_hash(&self, user_id: &str, hash: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM api_tokens WHERE token_hash = $1 AND user_id = $2")
+            .bind(hash)
+            .bind(user_id)
+            .execute(&self.db)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     // ----- projects -----
 
     pub async fn create_project(

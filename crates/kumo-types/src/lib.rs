@@ -41,6 +41,28 @@ pub struct TokenResponse {
     pub id: String,
 }
 
+/// A browser's sign-in: the answer sets the session cookie instead of
+/// handing a token to scripts.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SessionRequest {
+    pub username: String,
+    pub password: String,
+    /// Keep the session for 30 days rather than until the browser closes.
+    #[serde(default)]
+    pub remember: bool,
+}
+
+/// A signed-in browser session (its secret lives only in an `HttpOnly`
+/// cookie).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Session {
+    pub username: String,
+    pub is_admin: bool,
+    /// Sent back as `X-Kumo-CSRF` on every request that changes something.
+    pub csrf: String,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Me {
     pub id: String,
@@ -543,6 +565,48 @@ pub struct RunError {
     pub message: String,
     #[serde(default)]
     pub traceback: String,
+}
+
+/// An HTTP request to send to a function through the API, as the caller
+/// (the dashboard's test panel): private functions answer too, and the
+/// answer comes back as data, never rendered on Kumo's origin.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpCall {
+    /// `GET`, `POST`, … (default `GET`).
+    #[serde(default = "default_method")]
+    pub method: String,
+    /// The path after the function's URL (default `/`).
+    #[serde(default)]
+    pub path: String,
+    /// The query string, without `?`.
+    #[serde(default)]
+    pub query: String,
+    /// Header names and values.
+    #[serde(default)]
+    pub headers: Vec<(String, String)>,
+    #[serde(default)]
+    pub body: String,
+    /// `body` is base64 of binary content.
+    #[serde(default, rename = "isBase64Encoded")]
+    pub is_base64_encoded: bool,
+}
+
+fn default_method() -> String {
+    "GET".into()
+}
+
+/// The function's HTTP answer to an [`HttpCall`].
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct HttpAnswer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    /// The body as text, or base64 when it is not UTF-8.
+    pub body: String,
+    #[serde(rename = "isBase64Encoded")]
+    pub is_base64_encoded: bool,
+    /// The run, when the function ran.
+    pub invocation_id: Option<String>,
 }
 
 /// The answer of a synchronous invoke.

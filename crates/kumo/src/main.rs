@@ -233,9 +233,25 @@ struct ServeArgs {
     /// /usr/local/bin/node when present; without one, Node.js is off).
     #[arg(long, env = "KUMO_NODE")]
     node: Option<PathBuf>,
-    /// Base URL to show for functions (default: from the listen address).
+    /// The server's base URL as clients reach it: the dashboard, the API
+    /// and, without --functions-url, functions (default: from the listen
+    /// address).
     #[arg(long, env = "KUMO_PUBLIC_URL")]
     public_url: Option<String>,
+    /// Also serve functions (`/fn/…`, `/p/…`, and nothing else) on this
+    /// address: an origin apart from the dashboard's, where their pages may
+    /// use cookies and storage of their own.
+    #[arg(long, env = "KUMO_FUNCTIONS_LISTEN")]
+    functions_listen: Option<SocketAddr>,
+    /// The base URL of the functions' origin as clients reach it (e.g.
+    /// `https://fn.example.com`), named in every function's `url`
+    /// (default: from --functions-listen when that is set).
+    #[arg(long, env = "KUMO_FUNCTIONS_URL")]
+    functions_url: Option<String>,
+    /// Serve /metrics without a token (by default an admin's token is
+    /// needed: it names every project and function).
+    #[arg(long, env = "KUMO_PUBLIC_METRICS")]
+    public_metrics: bool,
     /// How long an idle instance stays warm, in milliseconds.
     #[arg(long, default_value_t = config::DEFAULT_KEEP_ALIVE_MS, env = "KUMO_KEEP_ALIVE_MS")]
     keep_alive_ms: u64,
@@ -538,6 +554,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         python: args.python,
         node: args.node,
         public_url: args.public_url,
+        functions_listen: args.functions_listen,
+        functions_url: args.functions_url,
+        public_metrics: args.public_metrics,
         bootstrap_token: std::env::var("KUMO_BOOTSTRAP_TOKEN").ok(),
         secret_key: std::env::var("KUMO_SECRET_KEY").ok(),
         keep_alive: Duration::from_millis(args.keep_alive_ms),

@@ -1,12 +1,19 @@
 //! Login, the current user, and API tokens.
 
 use axum::extract::{ConnectInfo, Path, State as AxState};
-use axum::http::StatusCode;
-use kumo_types::{ApiToken, CreateToken, ErrorBody, LoginRequest, Me, Page, TokenResponse};
+use axum::http::header::SET_COOKIE;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use kumo_types::{
+    ApiToken, CreateToken, ErrorBody, LoginRequest, Me, Page, Session, SessionRequest,
+    TokenResponse,
+};
 
 use super::{Body, Json, parse_json};
 use crate::State;
-use crate::auth::{Authed, hash_token, new_token, token_prefix};
+use crate::auth::{
+    Authed, csrf_token, hash_token, new_token, session_cookie, session_set_cookie, token_prefix,
+};
 use crate::error::{ApiError, ApiResult};
 
 /// Exchanges a user name and password for a new API token.
@@ -35,6 +42,91 @@ pub(crate) async fn login(
         )
         .await?;
     Ok(axum::Json(TokenResponse { token, id: row.id }))
+}
+
+/// How long a remembered browser session lasts.
+const REMEMBERED_SESSION: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
+
+/// Signs a browser in: the session's token goes only into an `HttpOnly`,
+/// `SameSite=Strict` cookie scoped to `/api`; the answer carries the CSRF
+/// token that requests changing something must send back.
+#[utoipa::path(post, path = "/api/v1/auth/session", tag = "accounts", request_body = SessionRequest,
+    responses((status = 200, body = Session, headers(("set-cookie" = String, description = "the session cookie"))),
+        (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub(crate) async fn start_session(
+    AxState(state): AxState<State>,
+    ConnectInfo(client): ConnectInfo<std::net::SocketAddr>,
+    Json(req): Json<SessionRequest>,
+) -> ApiResult<Response> {
+    if req.username.len() > 128 || req.password.len() > 1024 {
+        return Err(ApiError::bad_request("user name or password too long"));
+    }
+    let user = state
+        .auth()
+        .login(&req.username, client.ip(), &req.password)
+        .await?;
+    let token = new_token();
+    state
+        .store()
+        .create_token(
+            &user.id,
+            "dashboard",
+            &hash_token(&token),
+            &token_prefix(&token),
+        )
+        .await?;
+    let cookie = session_set_cookie(
+        Some(&token),
+        req.remember.then_some(REMEMBERED_SESSION),
+        state.public_url().starts_with("https:"),
+    );
+    let body = Session {
+        username: user.username,
+        is_admin: user.is_admin != 0,
+        csrf: csrf_token(&token),
+    };
+    Ok(([(SET_COOKIE, cookie)], axum::Json(body)).into_response())
+}
+
+/// The browser session the cookie names, with its CSRF token (for a page
+/// that was reloaded).
+#[utoipa::path(get, path = "/api/v1/auth/session", tag = "accounts",
+    responses((status = 200, body = Session), (status = 401, body = ErrorBody)))]
+pub(crate) async fn get_session(
+    AxState(state): AxState<State>,
+    headers: HeaderMap,
+) -> ApiResult<axum::Json<Session>> {
+    let token = session_cookie(&headers)?.ok_or_else(|| ApiError::unauthorized("not signed in"))?;
+    let user = state
+        .auth()
+        .check_token(&token)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("the session has ended; sign in again"))?;
+    Ok(axum::Json(Session {
+        username: user.username,
+        is_admin: user.is_admin,
+        csrf: csrf_token(&token),
+    }))
+}
+
+/// Signs the browser out: the session's token is revoked and the cookie
+/// cleared.
+#[utoipa::path(delete, path = "/api/v1/auth/session", tag = "accounts",
+    responses((status = 204), (status = 403, body = ErrorBody)))]
+pub(crate) async fn end_session(
+    AxState(state): AxState<State>,
+    user: Authed,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    if let Some(token) = session_cookie(&headers)? {
+        state
+            .store()
+            .delete_token_by_hash(&user.user_id, &hash_token(&token))
+            .await?;
+        state.auth().forget_tokens();
+    }
+    let cookie = session_set_cookie(None, None, state.public_url().starts_with("https:"));
+    Ok((StatusCode::NO_CONTENT, [(SET_COOKIE, cookie)]).into_response())
 }
 
 /// The caller.

@@ -32,6 +32,12 @@ pub(crate) fn router(deploy_limit: usize, body_limit: usize) -> Router<State> {
         .layer(DefaultBodyLimit::max(deploy_limit));
     Router::new()
         .route("/api/v1/auth/login", post(accounts::login))
+        .route(
+            "/api/v1/auth/session",
+            get(accounts::get_session)
+                .post(accounts::start_session)
+                .delete(accounts::end_session),
+        )
         .route("/api/v1/me", get(accounts::me))
         .route("/api/v1/templates", get(templates::list))
         .route(
@@ -74,6 +80,10 @@ pub(crate) fn router(deploy_limit: usize, body_limit: usize) -> Router<State> {
         .route(
             "/api/v1/projects/{project}/functions/{function}/invoke",
             post(runs::invoke),
+        )
+        .route(
+            "/api/v1/projects/{project}/functions/{function}/http",
+            post(runs::http),
         )
         .route(
             "/api/v1/projects/{project}/functions/{function}/invocations",

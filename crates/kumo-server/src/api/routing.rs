@@ -19,7 +19,7 @@ const MAX_ROUTES: usize = 500;
 
 fn to_api(state: &State, project: &str, row: RouteRow) -> Route {
     Route {
-        url: format!("{}/p/{project}{}", state.public_url(), row.path),
+        url: format!("{}/p/{project}{}", state.functions_url(), row.path),
         id: row.id,
         method: row.method,
         path: row.path,

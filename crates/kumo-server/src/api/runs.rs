@@ -7,13 +7,14 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use kumo_store::InvocationRow;
 use kumo_types::{
-    AsyncAccepted, ErrorBody, Invocation, InvokeResponse, Page, RunError, RunStatus, Trigger,
+    AsyncAccepted, ErrorBody, HttpAnswer, HttpCall, Invocation, InvokeResponse, Page, RunError,
+    RunStatus, Trigger,
 };
 use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use super::{Body, Query, functions, page_limit};
+use super::{Body, Json, Query, functions, page_limit};
 use crate::State;
 use crate::auth::Authed;
 use crate::dispatch;
@@ -122,6 +123,33 @@ pub(crate) async fn invoke(
     }
     let run = dispatch::run(&state, &resolved, Trigger::Api, kumo_store::new_id(), event).await?;
     Ok(axum::Json(invoke_response(run)).into_response())
+}
+
+/// Sends an HTTP request to a function as the caller and answers with
+/// the function's response as data (status, headers, body, run id): how
+/// the dashboard tests a function, private ones included, without its
+/// token reaching the function or the function's page running on the
+/// dashboard's origin.
+#[utoipa::path(post, path = "/api/v1/projects/{project}/functions/{function}/http", tag = "runs",
+    security(("token" = [])), params(("project" = String, Path), ("function" = String, Path)),
+    request_body = HttpCall,
+    responses((status = 200, body = HttpAnswer), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(crate) async fn http(
+    AxState(state): AxState<State>,
+    user: Authed,
+    Path((project, function)): Path<(String, String)>,
+    Json(call): Json<HttpCall>,
+) -> ApiResult<axum::Json<HttpAnswer>> {
+    let (_, _) = functions::find(&state, &user, &project, &function).await?;
+    let resolved = state
+        .registry()
+        .resolve(&state, &project, &function)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format_args!("function '{project}/{function}'")))?;
+    Ok(axum::Json(
+        crate::gateway::call_as(&state, &resolved, user, call).await?,
+    ))
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]

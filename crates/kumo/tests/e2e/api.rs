@@ -564,7 +564,7 @@ async fn openapi_docs_health_and_metrics() {
         .await;
     let run = server.invoke("obs", "hello", json!({})).await;
     assert_eq!(run["status"], "succeeded");
-    let metrics = server.send(server.public(Method::GET, "/metrics")).await;
+    let metrics = server.send(server.authed(Method::GET, "/metrics")).await;
     assert!(
         metrics
             .header("content-type")

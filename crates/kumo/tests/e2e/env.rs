@@ -203,7 +203,7 @@ async fn a_secret_never_comes_back_in_clear() {
         .await
         .expect_status(200);
     let metrics = server
-        .send(server.public(Method::GET, "/metrics"))
+        .send(server.authed(Method::GET, "/metrics"))
         .await
         .expect_ok_text();
     for (what, text) in [

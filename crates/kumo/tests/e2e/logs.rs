@@ -266,7 +266,7 @@ async fn old_lines_and_runs_are_removed() {
         .expect_status(200);
     assert_eq!(runs["items"], json!([]), "{runs}");
     let resp = server
-        .send(server.public(Method::GET, "/metrics"))
+        .send(server.authed(Method::GET, "/metrics"))
         .await
         .expect_ok_text();
     assert!(resp.contains("kumo_log_lines_dropped_total 0"), "{resp}");

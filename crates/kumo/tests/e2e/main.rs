@@ -18,7 +18,9 @@
 //! - [`prewarm`]: pre-warmed sandboxes and the keep-alive;
 //! - [`security`]: hostile functions and requests against the sandbox;
 //! - [`cli`]: the `kumo` command line, from `kumo init` to `kumo rm`;
-//! - [`dashboard`]: the dashboard's page and assets, templates, activity.
+//! - [`dashboard`]: the dashboard's page and assets, templates, activity;
+//! - [`web`]: the web surface: confined function answers, credentials, the
+//!   session cookie, the functions' own origin, `/metrics`.
 
 mod api;
 mod cli;
@@ -35,3 +37,4 @@ mod prewarm;
 mod routes;
 mod security;
 mod support;
+mod web;

@@ -84,7 +84,7 @@ async fn metrics_match_the_calls_made() {
     }
 
     let text = server
-        .send(server.public(Method::GET, "/metrics"))
+        .send(server.authed(Method::GET, "/metrics"))
         .await
         .expect_ok_text();
     let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))

@@ -302,7 +302,7 @@ impl TestServer {
 
     /// The value of a sample without labels in `/metrics`.
     pub(crate) async fn metric(&self, name: &str) -> f64 {
-        let resp = self.send(self.public(Method::GET, "/metrics")).await;
+        let resp = self.send(self.authed(Method::GET, "/metrics")).await;
         let text = resp.expect_ok_text();
         text.lines()
             .find_map(|line| {
