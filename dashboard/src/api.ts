@@ -1,10 +1,26 @@
 // The dashboard's only way to the server: Kumo's public API (`/api/v1`),
-// with the token from sign-in. The types mirror the server's (kumo-types).
+// signed in by the session cookie (HttpOnly: no script here holds a
+// credential). The types mirror the server's (kumo-types).
 
 export type RunStatus =
   | 'queued' | 'running' | 'succeeded' | 'failed' | 'timed_out' | 'out_of_memory' | 'crashed';
 
 export interface Me { id: string; username: string; is_admin: boolean }
+export interface Session { username: string; is_admin: boolean; csrf: string }
+export interface HttpCall {
+  method: string;
+  path: string;
+  query: string;
+  headers: [string, string][];
+  body: string;
+}
+export interface HttpAnswer {
+  status: number;
+  headers: [string, string][];
+  body: string;
+  isBase64Encoded: boolean;
+  invocation_id: string | null;
+}
 export interface Project { name: string; description: string; created_at: number }
 export interface Activity {
   last_call_at: number | null;
@@ -122,30 +138,42 @@ export class ApiError extends Error {
   }
 }
 
-const TOKEN_KEY = 'kumo.token';
-const TOKEN_ID_KEY = 'kumo.token-id';
+/**
+ * The session's CSRF token. The session itself lives in an HttpOnly cookie
+ * that no script can read (a function's page included); requests that
+ * change something send this token back, which another origin cannot.
+ */
+let csrf: string | null = null;
+/** Whether this browser signed in (a hint, not a credential): without it,
+ * a first visit does not ask for a session it cannot have. */
+const SIGNED_IN = 'kumo.signed-in';
 
-export function token(): string | null {
-  return sessionStorage.getItem(TOKEN_KEY) ?? localStorage.getItem(TOKEN_KEY);
+/** Signs in: the server sets the session cookie; we keep the CSRF token. */
+export async function signIn(username: string, password: string, remember: boolean): Promise<Session> {
+  const session = await request<Session>('POST', '/api/v1/auth/session', { username, password, remember });
+  csrf = session.csrf;
+  localStorage.setItem(SIGNED_IN, '1');
+  return session;
 }
 
-/** Keeps the sign-in's token (and its id, to revoke it at sign-out). */
-export function setToken(value: string | null, remember = false, id?: string) {
-  for (const store of [sessionStorage, localStorage]) {
-    store.removeItem(TOKEN_KEY);
-    store.removeItem(TOKEN_ID_KEY);
+/** The session the cookie names, if any (after a reload). */
+export async function resume(): Promise<Session | null> {
+  if (!localStorage.getItem(SIGNED_IN)) return null;
+  try {
+    const session = await request<Session>('GET', '/api/v1/auth/session');
+    csrf = session.csrf;
+    return session;
+  } catch {
+    localStorage.removeItem(SIGNED_IN);
+    return null;
   }
-  if (!value) return;
-  const store = remember ? localStorage : sessionStorage;
-  store.setItem(TOKEN_KEY, value);
-  if (id) store.setItem(TOKEN_ID_KEY, id);
 }
 
-/** Revokes this sign-in's token on the server, then forgets it. */
+/** Revokes the session on the server and clears its cookie. */
 export async function signOut() {
-  const id = sessionStorage.getItem(TOKEN_ID_KEY) ?? localStorage.getItem(TOKEN_ID_KEY);
-  if (id && token()) await request<void>('DELETE', `/api/v1/tokens/${encodeURIComponent(id)}`).catch(() => {});
-  setToken(null);
+  await request<void>('DELETE', '/api/v1/auth/session').catch(() => {});
+  csrf = null;
+  localStorage.removeItem(SIGNED_IN);
 }
 
 /** Called when the server refuses the token: back to sign-in. */
@@ -156,8 +184,7 @@ export function whenUnauthorized(f: () => void) {
 
 function authHeaders(extra?: HeadersInit): Headers {
   const headers = new Headers(extra);
-  const t = token();
-  if (t && !headers.has('authorization')) headers.set('authorization', `Bearer ${t}`);
+  if (csrf) headers.set('x-kumo-csrf', csrf);
   return headers;
 }
 
@@ -175,7 +202,10 @@ async function failure(response: Response): Promise<ApiError> {
   } catch {
     // Not JSON: the status says it.
   }
-  if (response.status === 401 && !response.url.endsWith('/api/v1/auth/login')) onUnauthorized();
+  if (response.status === 401 && !response.url.includes('/api/v1/auth/')) {
+    localStorage.removeItem(SIGNED_IN);
+    onUnauthorized();
+  }
   return new ApiError(response.status, code, message, location);
 }
 
@@ -194,7 +224,7 @@ export async function request<T>(
     headers.set('content-type', 'application/json');
     payload = JSON.stringify(body);
   }
-  const response = await fetch(path, { ...init, method, headers, body: payload });
+  const response = await fetch(path, { ...init, method, headers, body: payload, credentials: 'same-origin' });
   if (!response.ok) throw await failure(response);
   if (response.status === 204) return undefined as T;
   const type = response.headers.get('content-type') ?? '';
@@ -218,8 +248,6 @@ const e = encodeURIComponent;
 const fnPath = (p: string, f: string) => `/api/v1/projects/${e(p)}/functions/${e(f)}`;
 
 export const api = {
-  login: (username: string, password: string) =>
-    request<{ token: string; id: string }>('POST', '/api/v1/auth/login', { username, password }),
   me: () => request<Me>('GET', '/api/v1/me'),
   projects: () => all<Project>('/api/v1/projects'),
   project: (p: string) => request<Project>('GET', `/api/v1/projects/${e(p)}`),
@@ -244,6 +272,7 @@ export const api = {
     request<unknown>('POST', `${fnPath(p, f)}/deployments/${v}/activate`),
   invocations: (p: string, f: string, limit = 50) =>
     request<Page<Invocation>>('GET', `${fnPath(p, f)}/invocations?limit=${limit}`).then((r) => r.items),
+  http: (p: string, f: string, call: HttpCall) => request<HttpAnswer>('POST', `${fnPath(p, f)}/http`, call),
   invocation: (id: string) => request<Invocation>('GET', `/api/v1/invocations/${e(id)}`),
   replay: (id: string) => request<Invocation>('POST', `/api/v1/invocations/${e(id)}/replay`),
   metrics: (p: string, f: string, window: string) =>
@@ -267,8 +296,8 @@ export async function allFunctions(): Promise<{ projects: Project[]; functions: 
 }
 
 /**
- * Follows a function's log lines (server-sent events over fetch, since
- * EventSource cannot send a token), reconnecting with Last-Event-ID so
+ * Follows a function's log lines (server-sent events over fetch, which
+ * sends the session cookie as every request does), reconnecting with Last-Event-ID so
  * that no line is lost or repeated, until `signal` aborts.
  */
 export async function followLogs(

@@ -1,7 +1,7 @@
 import { render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import './styles.css';
-import { api, setToken, signOut, token, whenUnauthorized, type Me } from './api';
+import { api, resume, signOut, whenUnauthorized, type Me } from './api';
 import { href, navigate, useRoute } from './router';
 import { SignIn } from './pages/SignIn';
 import { Apps } from './pages/Apps';
@@ -17,18 +17,12 @@ function App() {
 
   useEffect(() => {
     whenUnauthorized(() => {
-      setToken(null);
       setMe(null);
       navigate({ page: 'signin' });
     });
-    if (!token()) {
-      setChecked(true);
-      return;
-    }
-    api
-      .me()
-      .then(setMe)
-      .catch(() => setToken(null))
+    resume()
+      .then((session) => (session ? api.me().then(setMe) : undefined))
+      .catch(() => setMe(null))
       .finally(() => setChecked(true));
   }, []);
 

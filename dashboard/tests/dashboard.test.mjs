@@ -97,6 +97,17 @@ async function shot(page, name) {
   await page.screenshot({ path: path.join(ARTIFACTS, `${name}.png`), fullPage: true });
 }
 
+/** The dashboard's session cookie in the page's browser context. */
+async function sessionCookie(page) {
+  const cookies = await page.context().cookies(base + '/api/v1');
+  const session = cookies.find((c) => c.name === 'kumo_session');
+  assert.ok(session, 'signed in with a session cookie');
+  assert.equal(session.httpOnly, true);
+  assert.equal(session.sameSite, 'Strict');
+  assert.equal(session.path, '/api');
+  return session;
+}
+
 /** Replaces the open file's text as a paste would (no auto-indent). */
 async function setCode(page, text) {
   await page.locator('.cm-content').click();
@@ -308,14 +319,17 @@ test('the dashboard fits a phone screen and its assets are cached', { timeout: 6
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   assert.ok(overflow <= 1, `no sideways scrolling (${overflow}px too wide)`);
   await shot(page, '13-apps-on-a-phone');
-  // Signing out revokes the sign-in's token on the server.
-  const signedIn = await page.evaluate(() => sessionStorage.getItem('kumo.token'));
-  assert.ok(signedIn);
-  const me = () => fetch(base + '/api/v1/me', { headers: { authorization: `Bearer ${signedIn}` } });
+  // The session is a cookie no script can read; signing out revokes it on
+  // the server.
+  const session = await sessionCookie(page);
+  assert.equal(await page.evaluate(() => document.cookie), '', 'no cookie is visible to scripts');
+  const stored = await page.evaluate(() => JSON.stringify({ ...localStorage, ...sessionStorage }));
+  assert.ok(!stored.includes(session.value), `no credential in storage: ${stored}`);
+  const me = () => fetch(base + '/api/v1/me', { headers: { cookie: `kumo_session=${session.value}` } });
   assert.equal((await me()).status, 200);
   await page.getByRole('button', { name: 'Sign out' }).click();
   await page.getByRole('heading', { name: 'Sign in to Kumo' }).waitFor();
-  assert.equal((await me()).status, 401, 'the token is revoked');
+  assert.equal((await me()).status, 401, 'the session is revoked');
   assert.deepEqual(page.problems, [], 'no console errors');
   await page.context().close();
 
@@ -332,4 +346,80 @@ test('the dashboard fits a phone screen and its assets are cached', { timeout: 6
   assert.ok(etag);
   const again = await fetch(base + asset, { headers: { 'if-none-match': etag } });
   assert.equal(again.status, 304);
+});
+
+// A function's page, opened in the browser of a signed-in user, tries
+// everything that once let it take over the platform: read the
+// dashboard's credentials from storage or cookies, call the API with the
+// session, and install a service worker over the dashboard. Every try
+// fails: the page runs sandboxed in an opaque origin of its own.
+const THIEF = `
+RESULT = """<!doctype html><title>thief</title><pre id=result></pre><script>
+(async () => {
+  const out = {};
+  const attempt = async (name, f) => {
+    try { out[name] = { ok: true, value: await f() }; } catch (e) { out[name] = { ok: false, error: String(e) }; }
+  };
+  await attempt('origin', () => location.origin + ' / ' + self.origin);
+  await attempt('cookie', () => document.cookie);
+  await attempt('localStorage', () => JSON.stringify(localStorage));
+  await attempt('sessionStorage', () => JSON.stringify(sessionStorage));
+  await attempt('me', async () => {
+    const r = await fetch('/api/v1/me', { credentials: 'include' });
+    return r.status + ' ' + (await r.text());
+  });
+  await attempt('create', async () => {
+    const r = await fetch('/api/v1/projects', {
+      method: 'POST', credentials: 'include', headers: { 'content-type': 'text/plain' },
+      body: JSON.stringify({ name: 'stolen' }),
+    });
+    return r.status;
+  });
+  await attempt('serviceWorker', () => navigator.serviceWorker.register('/fn/evil/sw.js', { scope: '/' }));
+  document.getElementById('result').textContent = JSON.stringify(out);
+})();
+</script>"""
+
+def handler(event):
+    if event["path"] == "/sw.js":
+        return {"statusCode": 200, "headers": {"content-type": "text/javascript", "service-worker-allowed": "/"},
+                "body": "self.addEventListener('fetch', e => e.respondWith(new Response('owned')));"}
+    return {"statusCode": 200, "headers": {"content-type": "text/html"}, "body": RESULT}
+`;
+
+test("a function's page cannot reach the dashboard's session or origin", { timeout: 60000 }, async () => {
+  const deployed = await fetch(`${base}/api/v1/projects/evil/functions/thief/deployments`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ files: { 'main.py': THIEF } }),
+  });
+  assert.equal(deployed.status, 201, await deployed.text());
+
+  const page = await newPage();
+  await page.goto(base + '/');
+  await page.getByLabel('Password').fill(password);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('heading', { name: 'Apps' }).waitFor();
+  await sessionCookie(page);
+
+  await page.goto(`${base}/fn/evil/thief`);
+  const text = await page.locator('#result').filter({ hasText: '{' }).innerText({ timeout: 20000 });
+  const out = JSON.parse(text);
+  await shot(page, '14-a-thief-function');
+  assert.match(out.origin.value, / \/ null$/, `the page runs in an opaque origin: ${text}`);
+  assert.equal(out.cookie.ok, false, `document.cookie is out of reach: ${text}`);
+  assert.equal(out.localStorage.ok, false, `localStorage is out of reach: ${text}`);
+  assert.equal(out.sessionStorage.ok, false, `sessionStorage is out of reach: ${text}`);
+  assert.equal(out.me.ok, false, `the API does not answer the page: ${text}`);
+  assert.equal(out.create.ok && out.create.value < 300, false, `the page changes nothing: ${text}`);
+  assert.equal(out.serviceWorker.ok, false, `no service worker is installed: ${text}`);
+
+  // The dashboard still works, unowned, and nothing was created.
+  await page.goto(base + '/');
+  await page.getByRole('heading', { name: 'Apps' }).waitFor();
+  const workers = await page.evaluate(async () => (await navigator.serviceWorker.getRegistrations()).length);
+  assert.equal(workers, 0, 'no service worker controls the dashboard');
+  const stolen = await fetch(`${base}/api/v1/projects/stolen`, { headers: { authorization: `Bearer ${TOKEN}` } });
+  assert.equal(stolen.status, 404);
+  await page.context().close();
 });

@@ -1,5 +1,5 @@
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
-import { api, token, type Fn, type Invocation } from '../api';
+import { api, type Fn, type Invocation } from '../api';
 import { deploy, type DeployPhase } from '../deploy';
 import { Editor, type Problem } from '../editor';
 import { asText, readTarGz, type TarFile } from '../tar';
@@ -201,6 +201,13 @@ function DeployStatus({ phase, dirty }: { phase: DeployPhase | null; dirty: bool
 }
 
 const METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD', 'OPTIONS'];
+const STATUS_TEXT: Record<number, string> = {
+  200: 'OK', 201: 'Created', 202: 'Accepted', 204: 'No Content', 301: 'Moved Permanently', 302: 'Found',
+  304: 'Not Modified', 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found',
+  405: 'Method Not Allowed', 409: 'Conflict', 413: 'Payload Too Large', 422: 'Unprocessable Content',
+  429: 'Too Many Requests', 500: 'Internal Server Error', 502: 'Bad Gateway', 503: 'Service Unavailable',
+  504: 'Gateway Timeout',
+};
 
 interface TestResult {
   status: number;
@@ -211,7 +218,7 @@ interface TestResult {
   run?: Invocation | null;
 }
 
-/** Calls the function's URL as a client would and shows all of the answer. */
+/** Calls the function as a client would (through the API) and shows all of the answer. */
 function TestPanel({ f, onCalled }: { f: Fn; onCalled: () => void }) {
   const [method, setMethod] = useState('GET');
   const [path, setPath] = useState('');
@@ -227,33 +234,33 @@ function TestPanel({ f, onCalled }: { f: Fn; onCalled: () => void }) {
     setBusy(true);
     setError(null);
     try {
-      const h = new Headers();
+      const h: [string, string][] = [];
       for (const line of headers.split('\n')) {
         const at = line.indexOf(':');
-        if (at > 0) h.set(line.slice(0, at).trim(), line.slice(at + 1).trim());
+        if (at > 0) h.push([line.slice(0, at).trim(), line.slice(at + 1).trim()]);
       }
-      if (f.visibility === 'private' && !h.has('authorization')) h.set('authorization', `Bearer ${token()}`);
-      const suffix = path && !path.startsWith('/') ? '/' + path : path;
-      const q = query.replace(/^\?/, '');
-      const url = new URL(f.url);
-      const target = `${url.pathname}${suffix}${q ? '?' + q : ''}`;
+      // Through the API, as the signed-in user: private functions answer
+      // too, and the function's answer is shown as text, never rendered here.
       const started = performance.now();
-      const response = await fetch(target, {
+      const response = await api.http(f.project, f.name, {
         method,
+        path,
+        query: query.replace(/^\?/, ''),
         headers: h,
-        body: method === 'GET' || method === 'HEAD' ? undefined : body,
+        body: method === 'GET' || method === 'HEAD' ? '' : body,
       });
-      const text = await response.text();
       const took = performance.now() - started;
+      const text = response.isBase64Encoded ? `(binary, ${Math.floor((response.body.length * 3) / 4)} bytes, base64)\n${response.body}` : response.body;
+      const type = response.headers.find(([k]) => k.toLowerCase() === 'content-type')?.[1] ?? null;
       const r: TestResult = {
         status: response.status,
-        statusText: response.statusText,
-        headers: [...response.headers.entries()],
-        body: prettyBody(text, response.headers.get('content-type')),
+        statusText: STATUS_TEXT[response.status] ?? '',
+        headers: response.headers,
+        body: prettyBody(text, type),
         took,
       };
       setResult(r);
-      const id = response.headers.get('x-kumo-invocation-id');
+      const id = response.invocation_id;
       if (id) {
         // The server finds a run the moment it has answered.
         setResult({ ...r, run: await api.invocation(id) });

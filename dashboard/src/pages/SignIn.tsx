@@ -1,5 +1,5 @@
 import { useState } from 'preact/hooks';
-import { api, setToken, type Me } from '../api';
+import { api, signIn, type Me } from '../api';
 import { ErrorNote } from '../ui';
 
 export function SignIn({ onSignedIn }: { onSignedIn: (me: Me) => void }) {
@@ -14,8 +14,7 @@ export function SignIn({ onSignedIn }: { onSignedIn: (me: Me) => void }) {
     setBusy(true);
     setError(null);
     try {
-      const { token, id } = await api.login(username.trim(), password);
-      setToken(token, remember, id);
+      await signIn(username.trim(), password, remember);
       onSignedIn(await api.me());
     } catch (err) {
       setError(err);
