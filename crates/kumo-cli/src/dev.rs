@@ -53,6 +53,9 @@ pub async fn run(manifest_path: &Path, options: &Options) -> anyhow::Result<()> 
         },
         prewarm: 1,
         quiet: true,
+        // The developer's own pages, on a local server: served as they
+        // will be on a functions origin, cookies and storage included.
+        sandbox_function_pages: false,
         ..kumo_server::Config::default()
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

@@ -114,6 +114,11 @@ pub struct Config {
     /// Serve `/metrics` to anyone; by default it needs an admin's token
     /// (it names every project and function).
     pub public_metrics: bool,
+    /// Sandbox function answers on the main listener
+    /// (`Content-Security-Policy: sandbox`), which also serves the
+    /// dashboard and the API. Only `kumo dev` turns it off: there the
+    /// functions are the developer's own code on a local server.
+    pub sandbox_function_pages: bool,
     /// The admin's API token on first start (`KUMO_BOOTSTRAP_TOKEN`).
     pub bootstrap_token: Option<String>,
     /// The key that encrypts secrets, base64 of 32 bytes
@@ -157,6 +162,7 @@ impl Default for Config {
             functions_listen: None,
             functions_url: None,
             public_metrics: false,
+            sandbox_function_pages: true,
             bootstrap_token: None,
             secret_key: None,
             keep_alive: Duration::from_millis(DEFAULT_KEEP_ALIVE_MS),

@@ -135,7 +135,7 @@ pub fn app(state: State) -> Router {
     let deploy_limit = state.config().limits.deployment_bytes + 1024 * 1024;
     Router::new()
         .merge(api::router(deploy_limit, body_limit))
-        .merge(gateway::router(true))
+        .merge(gateway::router(state.config().sandbox_function_pages))
         .merge(openapi::router())
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
