@@ -28,7 +28,7 @@
 
 mod cgroup;
 mod helper;
-mod seccomp;
+pub mod seccomp;
 
 pub use helper::run_helper;
 
