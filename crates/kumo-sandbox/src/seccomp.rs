@@ -122,6 +122,12 @@ pub const DENIED: &[Denied] = &[
     d("ioperm", libc::SYS_ioperm, ADMIN),
     #[cfg(target_arch = "x86_64")]
     d("uselib", libc::SYS_uselib, SURFACE),
+    #[cfg(target_arch = "x86_64")]
+    d(
+        "modify_ldt",
+        libc::SYS_modify_ldt,
+        "16-bit segments, a history of kernel bugs; no runtime uses them",
+    ),
     d("lookup_dcookie", libc::SYS_lookup_dcookie, SURFACE),
 ];
 
