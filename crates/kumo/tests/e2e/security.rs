@@ -2404,6 +2404,67 @@ async fn landlock_enforcement_is_measured_logged_and_holds() {
     }
 }
 
+/// Beyond the list: a function cannot watch the files other tenants'
+/// instances share (the runner, dependency layers) to learn when they
+/// start: inotify and fanotify are refused, from Python and from Node,
+/// whose `fs.watch` throws.
+#[tokio::test]
+async fn shared_files_cannot_be_watched_with_inotify() {
+    let server = TestServer::start().await;
+    let out = probe(
+        &server,
+        "sec",
+        "watcher",
+        r#"
+            import ctypes, errno, os
+
+            libc = ctypes.CDLL(None, use_errno=True)
+
+            def outcome(rc):
+                return "ok" if rc >= 0 else errno.errorcode.get(ctypes.get_errno())
+
+            def handler(event):
+                runner = os.path.join("/kumo", os.listdir("/kumo")[0])
+                return {
+                    "inotify_init": outcome(libc.syscall(253)),
+                    "inotify_init1": outcome(libc.inotify_init1(0)),
+                    "fanotify_init": outcome(libc.syscall(300, 0, 0)),
+                    "runner_exists": os.path.exists(runner),
+                }
+        "#,
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        out,
+        json!({"inotify_init": "EPERM", "inotify_init1": "EPERM", "fanotify_init": "EPERM", "runner_exists": true})
+    );
+
+    let code = r#"
+const fs = require('node:fs');
+exports.handler = () => {
+  const runner = '/kumo/' + fs.readdirSync('/kumo')[0];
+  try {
+    fs.watch(runner).close();
+    return { watch: 'ok' };
+  } catch (e) {
+    return { watch: e.code };
+  }
+};
+"#;
+    let resp = server
+        .send(
+            server
+                .authed(Method::POST, "/api/v1/projects/sec/functions/node-watcher/deployments")
+                .json(&json!({"runtime": "node", "entrypoint": "index.js", "files": {"index.js": code}})),
+        )
+        .await;
+    resp.expect_status(201);
+    let run = server.invoke("sec", "node-watcher", json!({})).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["output"], json!({"watch": "EPERM"}), "{run}");
+}
+
 // ------------------------------------------------------- item 41: the policy
 
 /// Item 41: `socket` creates only the families a function has a use for.
