@@ -3173,7 +3173,8 @@ const ALLOWED_SYSCALLS: &[&str] = &[
     "socketpair",
 ];
 
-/// The x86_64 system-call table: `asm/unistd_64.h` of Linux 6.18.
+/// The x86_64 system-call table: Debian's `asm/unistd_64.h` (0–450) and
+/// the calls Linux added up to 6.18 (`uretprobe`, `uprobe` and 451–469).
 const SYSCALLS: &[(i64, &str)] = &[
     (0, "read"),
     (1, "write"),
