@@ -50,6 +50,9 @@ pub(crate) struct HelperSpec {
     /// Read-write bind mounts of host directories: source → path inside.
     pub(crate) writable_mounts: Vec<(PathBuf, PathBuf)>,
     pub(crate) network: crate::Network,
+    /// What Landlock enforced on this kernel when the server started: a
+    /// sandbox that gets less refuses to run.
+    pub(crate) landlock: crate::Enforcement,
     /// Symbolic links to create inside: path → target.
     pub(crate) symlinks: Vec<(PathBuf, PathBuf)>,
     /// The `cgroup.procs` files of the instance's cgroup, to join first.
@@ -904,6 +907,11 @@ fn enter_root(spec: &HelperSpec) -> Result<(), String> {
         "kpagecount",
         "kpageflags",
         "config.gz",
+        // The host's boot arguments and boot configuration.
+        "cmdline",
+        "bootconfig",
+        "timer_stats",
+        "interrupts",
     ] {
         let path = proc_dir.join(name);
         if path.exists() {
@@ -1017,7 +1025,10 @@ fn exec_runner_inner(
 /// the /dev nodes. With egress, also the network: TCP connections to the
 /// allowed ports only, no TCP listening, and no abstract unix sockets or
 /// signals beyond the sandbox. Best effort: on kernels without Landlock
-/// (or without its network rules) the mounts and namespaces alone hold.
+/// (or without its network rules) the mounts and namespaces alone hold,
+/// and the server said so at start. What the kernel enforced here must be
+/// what the server measured then ([`HelperSpec::landlock`]), or the
+/// sandbox refuses to run.
 fn restrict(spec: &HelperSpec) -> Result<(), String> {
     use landlock::{
         ABI, Access, AccessFs, AccessNet, NetPort, Ruleset, RulesetAttr, RulesetCreatedAttr, Scope,
@@ -1057,10 +1068,22 @@ fn restrict(spec: &HelperSpec) -> Result<(), String> {
             .add_rule(NetPort::new(port, AccessNet::ConnectTcp))
             .map_err(|e| format!("landlock: {e}"))?;
     }
-    created
+    let status = created
         .restrict_self()
-        .map(drop)
-        .map_err(|e| format!("landlock: {e}"))
+        .map_err(|e| format!("landlock: {e}"))?;
+    let enforced = match status.ruleset {
+        landlock::RulesetStatus::FullyEnforced => crate::Enforcement::FullyEnforced,
+        landlock::RulesetStatus::PartiallyEnforced => crate::Enforcement::PartiallyEnforced,
+        landlock::RulesetStatus::NotEnforced => crate::Enforcement::NotEnforced,
+    };
+    if enforced < spec.landlock {
+        return Err(format!(
+            "landlock: the kernel enforced the sandbox's rules {enforced}, less than the {} \
+             measured when the server started; refusing to run",
+            spec.landlock
+        ));
+    }
+    Ok(())
 }
 
 /// Clears the inheritable set too (setuid leaves it).

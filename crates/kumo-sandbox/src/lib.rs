@@ -28,7 +28,7 @@
 
 mod cgroup;
 mod helper;
-mod seccomp;
+pub mod seccomp;
 
 pub use helper::run_helper;
 
@@ -171,6 +171,86 @@ pub struct Sandbox {
     cgroups: Option<cgroup::Manager>,
     symlinks: Vec<(PathBuf, PathBuf)>,
     counter: AtomicU64,
+    landlock: LandlockSupport,
+}
+
+/// How much of what the sandbox asks of Landlock a kernel enforces.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+pub enum Enforcement {
+    /// Nothing: the kernel has no Landlock, or it is disabled.
+    NotEnforced,
+    /// Some of the rules: an older Landlock ABI.
+    PartiallyEnforced,
+    /// Every rule.
+    FullyEnforced,
+}
+
+impl std::fmt::Display for Enforcement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Enforcement::NotEnforced => "not enforced",
+            Enforcement::PartiallyEnforced => "partially enforced",
+            Enforcement::FullyEnforced => "fully enforced",
+        })
+    }
+}
+
+/// What Landlock enforces on this kernel, measured once at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LandlockSupport {
+    /// The kernel's Landlock ABI version; 0 without Landlock.
+    pub abi: i32,
+    /// For [`Network::None`] sandboxes (functions): filesystem rules,
+    /// device ioctls included, need ABI 5 (Linux 6.10).
+    pub isolated: Enforcement,
+    /// For [`Network::Egress`] sandboxes (dependency builds): also the
+    /// TCP port rules (ABI 4) and the abstract-socket and signal scopes
+    /// (ABI 6, Linux 6.12).
+    pub egress: Enforcement,
+}
+
+/// The Landlock ABI the sandbox's rules are written for, for isolated
+/// sandboxes and for sandboxes with egress.
+const LANDLOCK_ABI_ISOLATED: i32 = 5;
+const LANDLOCK_ABI_EGRESS: i32 = 6;
+
+impl LandlockSupport {
+    /// Asks the kernel for its Landlock ABI version.
+    pub fn probe() -> LandlockSupport {
+        const LANDLOCK_CREATE_RULESET_VERSION: libc::c_uint = 1;
+        // SAFETY: with a null attribute pointer, size 0 and the VERSION
+        // flag, landlock_create_ruleset only returns the ABI version (or
+        // fails); it reads no memory and creates no descriptor.
+        let abi = unsafe {
+            libc::syscall(
+                libc::SYS_landlock_create_ruleset,
+                std::ptr::null::<libc::c_void>(),
+                0usize,
+                LANDLOCK_CREATE_RULESET_VERSION,
+            )
+        };
+        let abi = i32::try_from(abi).unwrap_or(0).max(0);
+        let level = |needed: i32| match abi {
+            0 => Enforcement::NotEnforced,
+            abi if abi < needed => Enforcement::PartiallyEnforced,
+            _ => Enforcement::FullyEnforced,
+        };
+        LandlockSupport {
+            abi,
+            isolated: level(LANDLOCK_ABI_ISOLATED),
+            egress: level(LANDLOCK_ABI_EGRESS),
+        }
+    }
+
+    /// What a sandbox with `network` gets.
+    pub fn for_network(&self, network: &Network) -> Enforcement {
+        match network {
+            Network::None => self.isolated,
+            Network::Egress { .. } => self.egress,
+        }
+    }
 }
 
 impl Sandbox {
@@ -183,6 +263,11 @@ impl Sandbox {
                 cgroups: None,
                 symlinks: Vec::new(),
                 counter: AtomicU64::new(0),
+                landlock: LandlockSupport {
+                    abi: 0,
+                    isolated: Enforcement::NotEnforced,
+                    egress: Enforcement::NotEnforced,
+                },
             });
         }
         check_kernel()?;
@@ -201,20 +286,51 @@ impl Sandbox {
                 Some((path.to_path_buf(), target))
             })
             .collect();
+        let landlock = LandlockSupport::probe();
         tracing::info!(
             cgroup_version = cgroups.version(),
+            landlock_abi = landlock.abi,
+            landlock_functions = %landlock.isolated,
+            landlock_builds = %landlock.egress,
             "sandbox ready: namespaces, cgroups, seccomp"
         );
+        if landlock.isolated != Enforcement::FullyEnforced {
+            tracing::warn!(
+                landlock_abi = landlock.abi,
+                "LANDLOCK {}: this kernel (Landlock ABI {}) gives function sandboxes less than the \
+                 ABI {LANDLOCK_ABI_ISOLATED} (Linux 6.10) they are written for; the read-only mounts \
+                 still hold, but the second filesystem layer is weaker or absent",
+                landlock.isolated.to_string().to_uppercase(),
+                landlock.abi
+            );
+        }
+        if landlock.egress != Enforcement::FullyEnforced {
+            tracing::warn!(
+                landlock_abi = landlock.abi,
+                "LANDLOCK {} for dependency builds: this kernel (Landlock ABI {}) cannot limit their \
+                 network to the index's ports (ABI 4, Linux 6.7) or keep them from abstract sockets \
+                 and signals (ABI {LANDLOCK_ABI_EGRESS}, Linux 6.12); builds share the host's network",
+                landlock.egress.to_string().to_uppercase(),
+                landlock.abi
+            );
+        }
         Ok(Sandbox {
             config,
             cgroups: Some(cgroups),
             symlinks,
             counter: AtomicU64::new(0),
+            landlock,
         })
     }
 
     pub fn isolation(&self) -> Isolation {
         self.config.isolation
+    }
+
+    /// What Landlock enforces in this server's sandboxes (measured at
+    /// start; every sandbox checks that it got at least that).
+    pub fn landlock(&self) -> LandlockSupport {
+        self.landlock
     }
 
     /// Kills every instance still running and removes this server's
@@ -370,6 +486,7 @@ impl Sandbox {
             mounts: spec.mounts.clone(),
             writable_mounts: spec.writable_mounts.clone(),
             network: spec.network.clone(),
+            landlock: self.landlock.for_network(&spec.network),
             symlinks: self.symlinks.clone(),
             cgroup_procs: group.procs_paths(false),
             freezer_procs: group.freezer_procs(),
