@@ -12,6 +12,7 @@ mod api;
 mod auth;
 mod builds;
 pub mod config;
+mod conns;
 mod cors;
 mod dashboard;
 mod dispatch;
@@ -248,16 +249,30 @@ pub async fn serve(
     }
     tracing::info!(%addr, "listening");
     let grace = state.config().drain_timeout;
+    let limits = conns::ConnLimits {
+        // Within a day: deadlines are instants, which must not overflow.
+        header_timeout: state
+            .config()
+            .header_timeout
+            .clamp(Duration::from_millis(1), Duration::from_secs(24 * 3600)),
+        max_connections: conns::connection_cap(state.config().max_connections),
+    };
+    tracing::info!(
+        max_connections = limits.max_connections,
+        header_timeout_ms = limits.header_timeout.as_millis() as u64,
+        "accepting connections"
+    );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = axum::serve(
-        listener,
-        app(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
+    tokio::spawn(async move {
         shutdown.await;
         let _ = stop_tx.send(true);
     });
-    let server = tokio::spawn(async move { server.await });
+    let server = tokio::spawn(conns::serve(
+        listener,
+        app(state.clone()),
+        limits,
+        stop_rx.clone(),
+    ));
 
     // Wait for the signal, then give in-flight requests the grace period.
     let mut stop_rx = stop_rx;
@@ -269,8 +284,7 @@ pub async fn serve(
         executor_drain
     );
     match served {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(e))) => tracing::error!(error = %e, "server error"),
+        Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::error!(error = %e, "server task failed"),
         Err(_) => tracing::warn!("requests still open after the grace period; closing them"),
     }
