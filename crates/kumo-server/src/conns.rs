@@ -262,10 +262,7 @@ async fn serve_one(
                     .oneshot(req.map(Body::new))
                     .await
                     .unwrap_or_else(|never: Infallible| match never {});
-                Ok::<_, Infallible>(response.map(|inner| TrackedBody {
-                    inner,
-                    _busy: busy,
-                }))
+                Ok::<_, Infallible>(response.map(|inner| TrackedBody { inner, _busy: busy }))
             }
         })
     };
@@ -282,7 +279,8 @@ async fn serve_one(
         let idle_deadline = match conn.busy.load(Ordering::Acquire) {
             0 => {
                 let since = conn.idle_since.load(Ordering::Acquire);
-                registry.epoch + Duration::from_millis(since.saturating_add(millis(limits.header_timeout)))
+                registry.epoch
+                    + Duration::from_millis(since.saturating_add(millis(limits.header_timeout)))
             }
             // Busy: look again after a while (responses may stream long).
             _ => Instant::now() + limits.header_timeout,

@@ -190,9 +190,19 @@ mod tests {
         ] {
             let message = validate_env_key(key).expect_err(key);
             assert!(message.contains(key), "{message}");
-            assert!(message.contains("how the runtime itself starts"), "{message}");
+            assert!(
+                message.contains("how the runtime itself starts"),
+                "{message}"
+            );
         }
-        for key in ["LD", "OLD_PRELOAD", "NODE_ENV", "MY_PYTHONPATH", "TZ", "LANG"] {
+        for key in [
+            "LD",
+            "OLD_PRELOAD",
+            "NODE_ENV",
+            "MY_PYTHONPATH",
+            "TZ",
+            "LANG",
+        ] {
             assert!(validate_env_key(key).is_ok(), "{key}");
         }
     }

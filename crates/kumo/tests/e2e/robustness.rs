@@ -99,7 +99,13 @@ impl LowFdServer {
             .arg("--nofile=1024:1024")
             .arg("--")
             .arg(env!("CARGO_BIN_EXE_kumo"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--drain-timeout-ms", "1000"])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--drain-timeout-ms",
+                "1000",
+            ])
             .args(["--prewarm", "0", "--data-dir"])
             .arg(dir.path().join("data"))
             .args(args)
@@ -149,14 +155,12 @@ impl Drop for LowFdServer {
 async fn thousands_of_idle_connections_do_not_keep_healthz_out() {
     const HELD: usize = 1200;
     // The test itself holds the connections: make room for them.
-    if let Ok((soft, hard)) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+    if let Ok((soft, hard)) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
         && soft < hard
     {
-        let _ = nix::sys::resource::setrlimit(
-            nix::sys::resource::Resource::RLIMIT_NOFILE,
-            hard,
-            hard,
-        );
+        let _ =
+            nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, hard, hard);
     }
     // A long header timeout: it is the cap that must make room here.
     let server = LowFdServer::start(&["--header-timeout-ms", "600000"]).await;
@@ -177,7 +181,11 @@ async fn thousands_of_idle_connections_do_not_keep_healthz_out() {
         }
         held.push(stream);
     }
-    assert!(held.len() > 1024, "only {} connections were made", held.len());
+    assert!(
+        held.len() > 1024,
+        "only {} connections were made",
+        held.len()
+    );
 
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
@@ -316,7 +324,12 @@ async fn check_deep_outputs(server: &TestServer, project: &str, function: &str) 
                 .body(r#"{"n": 130}"#),
         )
         .await;
-    assert!(resp.status.is_server_error(), "{}: {}", resp.status, resp.text());
+    assert!(
+        resp.status.is_server_error(),
+        "{}: {}",
+        resp.status,
+        resp.text()
+    );
     let id = resp.header("x-kumo-invocation-id").expect("a run id");
     let stored = server.run_record(&id, Duration::from_secs(10)).await;
     assert_eq!(stored["error"]["type"], "OutputTooDeep", "{stored}");
@@ -416,7 +429,11 @@ async fn an_event_nested_too_deep_is_a_400() {
 async fn variables_that_change_how_the_runtime_starts_are_refused() {
     let server = TestServer::start().await;
     server
-        .call(Method::POST, "/api/v1/projects", Some(json!({"name": "envs"})))
+        .call(
+            Method::POST,
+            "/api/v1/projects",
+            Some(json!({"name": "envs"})),
+        )
         .await;
     for key in [
         "LD_PRELOAD",
@@ -438,7 +455,10 @@ async fn variables_that_change_how_the_runtime_starts_are_refused() {
             .await;
         let message = resp.expect_error(400, "bad_request");
         assert!(message.contains(key), "{message}");
-        assert!(message.contains("how the runtime itself starts"), "{message}");
+        assert!(
+            message.contains("how the runtime itself starts"),
+            "{message}"
+        );
     }
     let resp = server
         .call(
