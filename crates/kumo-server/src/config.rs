@@ -28,6 +28,10 @@ pub const DEFAULT_PREWARM: usize = 2;
 /// between calls, long enough that a busy function is not frozen and
 /// thawed around every call.
 pub const DEFAULT_FREEZE_AFTER_MS: u64 = 5;
+/// How long a connection may take to send a request's headers, from when
+/// it opened or from the end of its previous response: long enough for a
+/// slow client, short enough that idle and half-sent connections go.
+pub const DEFAULT_HEADER_TIMEOUT_MS: u64 = 10_000;
 /// How long log lines are kept (a week).
 pub const DEFAULT_LOG_RETENTION_SECS: u64 = 7 * 24 * 3600;
 /// How many log lines are kept at most, over all functions.
@@ -145,6 +149,12 @@ pub struct Config {
     pub builds: BuildConfig,
     /// What is kept of log lines and run records.
     pub retention: Retention,
+    /// Idle and half-sent connections are closed after this long without
+    /// a request's headers.
+    pub header_timeout: Duration,
+    /// The most open connections; default (`None`): three quarters of the
+    /// descriptor limit, less a reserve. Never more than that.
+    pub max_connections: Option<usize>,
     /// Print nothing on standard output (no first-start banner, no
     /// listening line): for a server embedded in another command.
     pub quiet: bool,
@@ -177,6 +187,8 @@ impl Default for Config {
             freeze_after: Duration::from_millis(DEFAULT_FREEZE_AFTER_MS),
             builds: BuildConfig::default(),
             retention: Retention::default(),
+            header_timeout: Duration::from_millis(DEFAULT_HEADER_TIMEOUT_MS),
+            max_connections: None,
             quiet: false,
             limits: Limits::default(),
         }

@@ -110,6 +110,7 @@ pub(crate) async fn run_stored(
         Err(e @ ExecError::Start(_)) => return Err(ApiError::internal("starting an instance", e)),
     };
     enforce_response_limit(&mut outcome, state.config().limits.body_bytes);
+    enforce_depth_limit(&mut outcome);
 
     counters.runs_by_status[status_index(outcome.status)].fetch_add(1, Ordering::Relaxed);
     resolved.metrics.record(&crate::metrics::Sample {
@@ -163,6 +164,28 @@ fn enforce_response_limit(outcome: &mut Outcome, limit: usize) {
                 "the function returned {} bytes, over the {} response limit",
                 size,
                 human_bytes(limit)
+            ),
+            traceback: String::new(),
+        });
+    }
+}
+
+/// An output nested deeper than [`kumo_types::MAX_JSON_DEPTH`] fails the
+/// run, clearly: the API could not show it, and it must not look like a
+/// success without an output.
+fn enforce_depth_limit(outcome: &mut Outcome) {
+    let max = kumo_types::MAX_JSON_DEPTH;
+    let too_deep = outcome
+        .output
+        .as_ref()
+        .is_some_and(|raw| kumo_types::json_nested_deeper_than(raw.get().as_bytes(), max));
+    if too_deep {
+        outcome.output = None;
+        outcome.status = RunStatus::Failed;
+        outcome.error = Some(RunError {
+            kind: "OutputTooDeep".into(),
+            message: format!(
+                "the function returned JSON nested more than {max} levels deep; the limit is {max}"
             ),
             traceback: String::new(),
         });

@@ -12,6 +12,7 @@ mod api;
 mod auth;
 mod builds;
 pub mod config;
+mod conns;
 mod cors;
 mod dashboard;
 mod dispatch;
@@ -294,28 +295,54 @@ pub async fn serve(
     }
     tracing::info!(%addr, functions = ?functions_addr, "listening");
     let grace = state.config().drain_timeout;
+    let limits = conns::ConnLimits {
+        // Within a day: deadlines are instants, which must not overflow.
+        header_timeout: state
+            .config()
+            .header_timeout
+            .clamp(Duration::from_millis(1), Duration::from_secs(24 * 3600)),
+        max_connections: conns::connection_cap(state.config().max_connections),
+    };
+    tracing::info!(
+        max_connections = limits.max_connections,
+        header_timeout_ms = limits.header_timeout.as_millis() as u64,
+        "accepting connections"
+    );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = axum::serve(
-        listener,
-        app(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
+    tokio::spawn(async move {
         shutdown.await;
         let _ = stop_tx.send(true);
     });
-    let server = tokio::spawn(async move { server.await });
-    let functions_server = functions_listener.map(|listener| {
-        let mut stopped = stop_rx.clone();
-        tokio::spawn(
-            axum::serve(
-                listener,
-                functions_app(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
+    // With a functions' listener, the two share the connection cap.
+    let (limits, functions_limits) = match &functions_listener {
+        Some(_) => {
+            let half = (limits.max_connections / 2).max(1);
+            (
+                conns::ConnLimits {
+                    max_connections: limits.max_connections - half,
+                    ..limits
+                },
+                conns::ConnLimits {
+                    max_connections: half,
+                    ..limits
+                },
             )
-            .with_graceful_shutdown(async move {
-                let _ = stopped.wait_for(|stopped| *stopped).await;
-            })
-            .into_future(),
-        )
+        }
+        None => (limits, limits),
+    };
+    let server = tokio::spawn(conns::serve(
+        listener,
+        app(state.clone()),
+        limits,
+        stop_rx.clone(),
+    ));
+    let functions_server = functions_listener.map(|listener| {
+        tokio::spawn(conns::serve(
+            listener,
+            functions_app(state.clone()),
+            functions_limits,
+            stop_rx.clone(),
+        ))
     });
 
     // Wait for the signal, then give in-flight requests the grace period.
@@ -328,8 +355,7 @@ pub async fn serve(
         executor_drain
     );
     match served {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(e))) => tracing::error!(error = %e, "server error"),
+        Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::error!(error = %e, "server task failed"),
         Err(_) => tracing::warn!("requests still open after the grace period; closing them"),
     }

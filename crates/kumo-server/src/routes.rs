@@ -41,6 +41,10 @@ pub const MAX_PATH_BYTES: usize = 1024;
 /// The longest parameter name accepted, in bytes.
 pub const MAX_PARAM_NAME_BYTES: usize = 64;
 
+/// The most `:name` parameters a route may have (a `*rest` catch-all comes
+/// on top): the router names them `a` to `z` inside and panics at the 26th.
+pub const MAX_PARAMS: usize = 25;
+
 /// Punctuation allowed in literal segments besides letters, digits and
 /// `%XX` escapes: RFC 3986 path characters, less the ones that mean
 /// something in a pattern (`:`, `*`) or in the router (`{`, `}`).
@@ -55,6 +59,16 @@ pub enum RouteError {
     TooLong {
         /// The length of the path given.
         len: usize,
+    },
+    /// The path has more than [`MAX_PARAMS`] `:name` parameters.
+    #[error(
+        "invalid route path '{path}': it has {count} parameters; the limit is {MAX_PARAMS} (besides one *catch-all)"
+    )]
+    TooManyParams {
+        /// The path given (shortened when long).
+        path: String,
+        /// How many `:name` parameters it has.
+        count: usize,
     },
     /// The path does not start with `/`.
     #[error("invalid route path '{path}': must start with '/'")]
@@ -206,6 +220,7 @@ impl RoutePattern {
         let last = segments.len() - 1;
         let mut router_path = String::with_capacity(path.len() + 8);
         let mut names: HashSet<&str> = HashSet::new();
+        let mut params = 0usize;
         for (i, segment) in segments.iter().copied().enumerate() {
             router_path.push('/');
             if segment.is_empty() {
@@ -260,6 +275,15 @@ impl RoutePattern {
                     path: shown(),
                     name: name.to_string(),
                 });
+            }
+            if sigil == ':' {
+                params += 1;
+                if params > MAX_PARAMS {
+                    return Err(RouteError::TooManyParams {
+                        path: shown(),
+                        count: segments.iter().filter(|s| s.starts_with(':')).count(),
+                    });
+                }
             }
             router_path.push('{');
             if sigil == '*' {
@@ -717,6 +741,27 @@ mod tests {
             .insert(method, pattern(path), "x")
             .expect_err("conflict")
             .to_string()
+    }
+
+    /// The router panics on the 26th parameter of a route; the limit is
+    /// checked before it sees one, and the most it takes works.
+    #[test]
+    fn too_many_params_are_refused_before_the_router_panics() {
+        let path = |n: usize| -> String { (0..n).map(|i| format!("/:p{i}")).collect() };
+        let message = error(&path(26));
+        assert!(message.contains("26 parameters"), "{message}");
+        assert!(message.contains("the limit is 25"), "{message}");
+        assert!(error(&path(40)).contains("40 parameters"));
+
+        let most = format!("{}/*rest", path(MAX_PARAMS));
+        let mut table = RouteTable::new();
+        table
+            .insert(Some(Method::GET), pattern(&most), "most")
+            .expect("25 parameters and a catch-all fit");
+        let request: String = (0..MAX_PARAMS).map(|i| format!("/v{i}")).collect();
+        let found = find(&table, Method::GET, &format!("{request}/x/y"));
+        assert!(found.starts_with("most p0=v0 p1=v1"), "{found}");
+        assert!(found.ends_with("p24=v24 rest=x/y"), "{found}");
     }
 
     #[test]

@@ -10,7 +10,7 @@ mod names;
 pub mod templates;
 
 pub use error::{ErrorBody, ErrorCode, ErrorDetail, SourceLocation};
-pub use limits::Limits;
+pub use limits::{Limits, MAX_JSON_DEPTH, json_nested_deeper_than};
 pub use names::{
     validate_entrypoint, validate_env_key, validate_handler, validate_name, validate_relative_path,
 };

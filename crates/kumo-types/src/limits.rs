@@ -71,3 +71,61 @@ impl Default for Limits {
         }
     }
 }
+
+/// How deeply an event or an output may nest arrays and objects. Both
+/// runners and the host's JSON reader (which gives up at 128) handle this
+/// depth, with room for the envelopes the value travels in.
+pub const MAX_JSON_DEPTH: usize = 100;
+
+/// Whether the JSON text `json` nests arrays and objects more than `max`
+/// levels deep. A scan of the bytes, without parsing: brackets inside
+/// strings are skipped; the text is assumed to be JSON (checked elsewhere).
+pub fn json_nested_deeper_than(json: &[u8], max: usize) -> bool {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in json {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn depth_scan_counts_brackets_outside_strings() {
+        let nested = |n: usize| format!("{}1{}", "[".repeat(n), "]".repeat(n));
+        assert!(!json_nested_deeper_than(nested(100).as_bytes(), 100));
+        assert!(json_nested_deeper_than(nested(101).as_bytes(), 100));
+        assert!(!json_nested_deeper_than(b"1", 0));
+        assert!(json_nested_deeper_than(b"{}", 0));
+        // Brackets in strings, escaped quotes included, do not count.
+        let text = format!(r#"{{"a": "{}\"[[[", "b": [{{}}]}}"#, "[".repeat(500));
+        assert!(!json_nested_deeper_than(text.as_bytes(), 3));
+        assert!(json_nested_deeper_than(text.as_bytes(), 2));
+        // Siblings do not add up.
+        assert!(!json_nested_deeper_than(b"[[1],[2],[3],{\"a\":{}}]", 2));
+    }
+}

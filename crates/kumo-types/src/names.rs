@@ -27,7 +27,8 @@ pub fn validate_name(kind: &str, name: &str) -> Result<(), String> {
 
 /// An environment variable's name: a letter or `_`, then letters,
 /// digits and `_`, at most 128 bytes; not one Kumo sets itself (`KUMO_…`,
-/// `PATH`, `HOME`, `TMPDIR`).
+/// `PATH`, `HOME`, `TMPDIR`), nor one that changes how the runtime starts
+/// (`LD_…`, `PYTHON…`, `NODE_OPTIONS`, …).
 pub fn validate_env_key(key: &str) -> Result<(), String> {
     let bad = |why: &str| Err(format!("invalid variable name '{}': {why}", preview(key)));
     if key.is_empty() || key.len() > 128 {
@@ -42,7 +43,49 @@ pub fn validate_env_key(key: &str) -> Result<(), String> {
     if key.starts_with("KUMO_") || matches!(key, "PATH" | "HOME" | "TMPDIR") {
         return bad("Kumo sets this variable itself");
     }
+    if let Some(why) = startup_variable(key) {
+        return Err(format!(
+            "variable '{key}' is not allowed: {why}; Kumo refuses variables that change how the runtime itself starts"
+        ));
+    }
     Ok(())
+}
+
+/// Why `key` is refused as a project variable when it changes how the
+/// runner process starts or loads code, rather than being the function's
+/// own setting: the dynamic loader's and glibc's variables (those glibc
+/// drops for setuid programs, and its tunables), Python's (the runner runs
+/// Python isolated, so they would be silently ignored) and Node's startup
+/// options.
+fn startup_variable(key: &str) -> Option<&'static str> {
+    if key.starts_with("LD_") {
+        return Some("LD_… variables change how every program is loaded and linked");
+    }
+    if key.starts_with("PYTHON") {
+        return Some("the Python runner runs isolated (python -I) and ignores PYTHON… variables");
+    }
+    if key.starts_with("MALLOC_") || key == "GLIBC_TUNABLES" {
+        return Some("it changes the C library's memory allocator");
+    }
+    if matches!(key, "NODE_OPTIONS" | "NODE_PATH") {
+        return Some("it changes how Node.js starts and loads modules");
+    }
+    if matches!(
+        key,
+        "GCONV_PATH"
+            | "GETCONF_DIR"
+            | "HOSTALIASES"
+            | "LOCALDOMAIN"
+            | "LOCPATH"
+            | "NIS_PATH"
+            | "NLSPATH"
+            | "RESOLV_HOST_CONF"
+            | "RES_OPTIONS"
+            | "TZDIR"
+    ) {
+        return Some("it makes the C library load files from another place");
+    }
+    None
 }
 
 /// A file path inside a deployment: relative, `/`-separated, no `..`,
@@ -128,6 +171,41 @@ fn preview(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn startup_variables_are_refused() {
+        for key in [
+            "LD_PRELOAD",
+            "LD_LIBRARY_PATH",
+            "LD_AUDIT",
+            "PYTHONPATH",
+            "PYTHONHOME",
+            "PYTHONSTARTUP",
+            "PYTHONINSPECT",
+            "NODE_OPTIONS",
+            "NODE_PATH",
+            "GCONV_PATH",
+            "GLIBC_TUNABLES",
+            "MALLOC_ARENA_MAX",
+        ] {
+            let message = validate_env_key(key).expect_err(key);
+            assert!(message.contains(key), "{message}");
+            assert!(
+                message.contains("how the runtime itself starts"),
+                "{message}"
+            );
+        }
+        for key in [
+            "LD",
+            "OLD_PRELOAD",
+            "NODE_ENV",
+            "MY_PYTHONPATH",
+            "TZ",
+            "LANG",
+        ] {
+            assert!(validate_env_key(key).is_ok(), "{key}");
+        }
+    }
 
     #[test]
     fn names() {

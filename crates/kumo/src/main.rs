@@ -269,6 +269,16 @@ struct ServeArgs {
     /// How long shutdown waits for calls in flight, in milliseconds.
     #[arg(long, default_value_t = config::DEFAULT_DRAIN_TIMEOUT_MS, env = "KUMO_DRAIN_TIMEOUT_MS")]
     drain_timeout_ms: u64,
+    /// How long a connection may take to send a request's headers, from
+    /// when it opened or from its previous response, in milliseconds
+    /// (idle and half-sent connections are closed after this long).
+    #[arg(long, default_value_t = config::DEFAULT_HEADER_TIMEOUT_MS, env = "KUMO_HEADER_TIMEOUT_MS")]
+    header_timeout_ms: u64,
+    /// The most open connections (default: three quarters of the
+    /// descriptor limit, less a reserve); at the cap, the connections idle
+    /// the longest are closed to make room.
+    #[arg(long, env = "KUMO_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
     /// How functions are isolated: `namespaces` (Linux sandbox) or
     /// `process` (UNSAFE: plain processes, for development machines only).
     #[arg(long, default_value = "namespaces", env = "KUMO_ISOLATION", value_parser = parse_isolation)]
@@ -566,6 +576,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .map_or(defaults.keep_alive_bin, Duration::from_millis),
         queue_timeout: Duration::from_millis(args.queue_timeout_ms),
         drain_timeout: Duration::from_millis(args.drain_timeout_ms),
+        header_timeout: Duration::from_millis(args.header_timeout_ms.max(1)),
+        max_connections: args.max_connections,
         isolation: args.isolation,
         prewarm: args.prewarm.min(64),
         freeze_after: Duration::from_millis(args.freeze_after_ms.min(1000)),

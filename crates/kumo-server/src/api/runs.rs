@@ -105,6 +105,14 @@ pub(crate) async fn invoke(
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::bad_request(format!("the event must be JSON: {e}")))?
     };
+    // Before any sandbox work: a runner would fail on it deep inside.
+    if kumo_types::json_nested_deeper_than(event.get().as_bytes(), kumo_types::MAX_JSON_DEPTH) {
+        return Err(ApiError::bad_request(format!(
+            "the event nests arrays and objects more than {} levels deep; the limit is {}",
+            kumo_types::MAX_JSON_DEPTH,
+            kumo_types::MAX_JSON_DEPTH
+        )));
+    }
     let resolved = state
         .registry()
         .resolve(&state, &project, &function)

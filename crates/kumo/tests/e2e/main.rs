@@ -17,6 +17,7 @@
 //! - [`metrics`]: per-function metrics and Prometheus;
 //! - [`prewarm`]: pre-warmed sandboxes and the keep-alive;
 //! - [`security`]: hostile functions and requests against the sandbox;
+//! - [`robustness`]: idle connections, and input libraries would choke on;
 //! - [`cli`]: the `kumo` command line, from `kumo init` to `kumo rm`;
 //! - [`dashboard`]: the dashboard's page and assets, templates, activity;
 //! - [`web`]: the web surface: confined function answers, credentials, the
@@ -34,6 +35,7 @@ mod logs;
 mod metrics;
 mod node;
 mod prewarm;
+mod robustness;
 mod routes;
 mod security;
 mod support;
