@@ -16,6 +16,7 @@
 //! - [`logs`]: log lines, listed and followed live;
 //! - [`metrics`]: per-function metrics and Prometheus;
 //! - [`prewarm`]: pre-warmed sandboxes and the keep-alive;
+//! - [`retention`]: run history capped per run and held to byte budgets;
 //! - [`security`]: hostile functions and requests against the sandbox;
 //! - [`cli`]: the `kumo` command line, from `kumo init` to `kumo rm`;
 //! - [`dashboard`]: the dashboard's page and assets, templates, activity.
@@ -32,6 +33,7 @@ mod logs;
 mod metrics;
 mod node;
 mod prewarm;
+mod retention;
 mod routes;
 mod security;
 mod support;
