@@ -27,11 +27,7 @@ pub(crate) async fn prune(state: State) {
     let period = (shortest / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let burst = (retention
-        .history_bytes
-        .min(retention.project_history_bytes)
-        / 4)
-    .max(1);
+    let burst = (retention.history_bytes.min(retention.project_history_bytes) / 4).max(1);
     let recorder = state.recorder().clone();
     let mut pruned_at = recorder.written_bytes();
     loop {

@@ -24,12 +24,9 @@ CREATE TABLE run_usage (
 INSERT INTO run_usage (project_id, bytes)
     SELECT project_id, SUM(bytes) FROM invocations GROUP BY project_id;
 
--- (No INSERT OR IGNORE here: a trigger's statements take the conflict
--- policy of the statement that fired them, and runs are upserted.)
 CREATE TRIGGER invocations_usage_insert AFTER INSERT ON invocations BEGIN
-    INSERT INTO run_usage (project_id, bytes) SELECT NEW.project_id, 0
-        WHERE NOT EXISTS (SELECT 1 FROM run_usage WHERE project_id = NEW.project_id);
-    UPDATE run_usage SET bytes = bytes + NEW.bytes WHERE project_id = NEW.project_id;
+    INSERT INTO run_usage (project_id, bytes) VALUES (NEW.project_id, NEW.bytes)
+        ON CONFLICT (project_id) DO UPDATE SET bytes = bytes + excluded.bytes;
 END;
 -- A run's project never changes.
 CREATE TRIGGER invocations_usage_update AFTER UPDATE OF bytes ON invocations BEGIN

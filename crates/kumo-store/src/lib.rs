@@ -13,8 +13,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::sqlite::{
-    SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions,
-    SqliteSynchronous,
+    SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{FromRow, SqlitePool};
 
@@ -325,9 +324,7 @@ impl Store {
             .await?;
         // A database made before incremental vacuum was asked for keeps
         // its old mode until rewritten once.
-        let (mode,): (i64,) = sqlx::query_as("PRAGMA auto_vacuum")
-            .fetch_one(&db)
-            .await?;
+        let (mode,): (i64,) = sqlx::query_as("PRAGMA auto_vacuum").fetch_one(&db).await?;
         if mode != 2 {
             tracing::info!("rewriting the database once, so that freed space is given back");
             sqlx::query("VACUUM").execute(&db).await?;
@@ -1241,10 +1238,10 @@ impl Store {
             // that its budget no longer counts.
             let mut tx = self.db.begin().await?;
             sqlx::query(lines)
-            .bind(bound)
-            .bind(BATCH)
-            .execute(&mut *tx)
-            .await?;
+                .bind(bound)
+                .bind(BATCH)
+                .execute(&mut *tx)
+                .await?;
             let done = sqlx::query(runs)
                 .bind(bound)
                 .bind(BATCH)
@@ -1472,7 +1469,10 @@ mod tests {
         queued.input = Some("z".repeat(5000));
         rows.push(queued.clone());
         store.upsert_invocations(&rows).await.expect("write");
-        assert_eq!(store.run_usage().await.expect("usage"), counted(&store).await);
+        assert_eq!(
+            store.run_usage().await.expect("usage"),
+            counted(&store).await
+        );
         let before = counted(&store).await;
 
         // The queued run finishes with a capped input and some logs.
@@ -1489,14 +1489,29 @@ mod tests {
             .await
             .expect("read")
             .expect("present");
-        assert_eq!((stored.input_size, stored.input.map(|i| i.len())), (Some(5000), Some(100)));
+        assert_eq!(
+            (stored.input_size, stored.input.map(|i| i.len())),
+            (Some(5000), Some(100))
+        );
 
-        store.prune_project_bytes("a", 10_000).await.expect("prune a");
-        assert_eq!(store.run_usage().await.expect("usage"), counted(&store).await);
+        store
+            .prune_project_bytes("a", 10_000)
+            .await
+            .expect("prune a");
+        assert_eq!(
+            store.run_usage().await.expect("usage"),
+            counted(&store).await
+        );
         store.prune_invocations(0, 5).await.expect("prune by count");
-        assert_eq!(store.run_usage().await.expect("usage"), counted(&store).await);
+        assert_eq!(
+            store.run_usage().await.expect("usage"),
+            counted(&store).await
+        );
         for (project, _) in store.run_usage().await.expect("usage") {
-            store.prune_project_bytes(&project, i64::MAX).await.expect("prune all");
+            store
+                .prune_project_bytes(&project, i64::MAX)
+                .await
+                .expect("prune all");
         }
         assert_eq!(store.run_usage().await.expect("usage"), Vec::new());
     }
@@ -1524,7 +1539,10 @@ mod tests {
         let each = rows[1].stored_bytes();
 
         // Just over two runs' worth: three go, the oldest finished ones.
-        let (removed, freed) = store.prune_project_bytes("p", 2 * each + 1).await.expect("prune");
+        let (removed, freed) = store
+            .prune_project_bytes("p", 2 * each + 1)
+            .await
+            .expect("prune");
         assert_eq!((removed, freed), (3, 3 * each));
         let left: Vec<(String,)> = sqlx::query_as("SELECT id FROM invocations ORDER BY id")
             .fetch_all(&store.db)
@@ -1533,21 +1551,42 @@ mod tests {
         let left: Vec<&str> = left.iter().map(|(id,)| id.as_str()).collect();
         assert_eq!(
             left,
-            ["r0000", "r0004", "r0005", "r0006", "r0007", "r0008", "r0009", "r0050"]
+            [
+                "r0000", "r0004", "r0005", "r0006", "r0007", "r0008", "r0009", "r0050"
+            ]
         );
         let lines: Vec<(String,)> = sqlx::query_as("SELECT run_id FROM log_lines ORDER BY id")
             .fetch_all(&store.db)
             .await
             .expect("lines");
         assert_eq!(lines.len(), 7, "the removed runs' lines went with them");
-        assert!(lines.iter().all(|(run,)| !["r0001", "r0002", "r0003"].contains(&run.as_str())));
+        assert!(
+            lines
+                .iter()
+                .all(|(run,)| !["r0001", "r0002", "r0003"].contains(&run.as_str()))
+        );
 
         // Asked for everything: only the running run is left of the project.
-        store.prune_project_bytes("p", i64::MAX).await.expect("prune all");
+        store
+            .prune_project_bytes("p", i64::MAX)
+            .await
+            .expect("prune all");
         let usage = store.run_usage().await.expect("usage");
         assert_eq!(usage.len(), 2, "{usage:?}");
-        assert!(store.invocation(Scope::All, "r0000").await.expect("read").is_some());
-        assert!(store.invocation(Scope::All, "r0050").await.expect("read").is_some());
+        assert!(
+            store
+                .invocation(Scope::All, "r0000")
+                .await
+                .expect("read")
+                .is_some()
+        );
+        assert!(
+            store
+                .invocation(Scope::All, "r0050")
+                .await
+                .expect("read")
+                .is_some()
+        );
     }
 
     /// New databases give freed pages back: the file shrinks after a
@@ -1573,7 +1612,10 @@ mod tests {
         let db = dir.path().join("kumo.db");
         let full = std::fs::metadata(&db).expect("db").len();
         assert!(full > 10_000_000, "{full}");
-        store.prune_project_bytes("p", i64::MAX).await.expect("prune");
+        store
+            .prune_project_bytes("p", i64::MAX)
+            .await
+            .expect("prune");
         store.reclaim_space().await.expect("reclaim");
         let after = std::fs::metadata(&db).expect("db").len();
         assert!(after < 1_000_000, "the file shrank from {full} to {after}");

@@ -7,7 +7,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use kumo_store::InvocationRow;
 use kumo_types::{
-    AsyncAccepted, ErrorBody, ErrorCode, Invocation, InvokeResponse, Page, RunError, RunStatus, Trigger,
+    AsyncAccepted, ErrorBody, ErrorCode, Invocation, InvokeResponse, Page, RunError, RunStatus,
+    Trigger,
 };
 use serde::Deserialize;
 use serde_json::Value;

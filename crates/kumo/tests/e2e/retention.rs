@@ -121,12 +121,7 @@ async fn item_40_a_large_run_is_stored_capped_and_not_replayed() {
 /// Calls `project/function` anonymously `count` times with a 1 MiB body,
 /// `wave` at a time; checks each answer is whole; returns the run ids in
 /// order, and the most the data directory held after any wave.
-async fn flood(
-    server: &TestServer,
-    path: &str,
-    count: usize,
-    wave: usize,
-) -> (Vec<String>, u64) {
+async fn flood(server: &TestServer, path: &str, count: usize, wave: usize) -> (Vec<String>, u64) {
     let body = "b".repeat(BIG);
     let mut ids = Vec::new();
     let mut most = 0;
@@ -220,13 +215,21 @@ async fn item_40_a_flood_of_large_calls_stays_within_the_budget() {
         "the project's budget holds a few of its runs: {kept}"
     );
     for id in &calm {
-        assert_eq!(status_of(&server, id).await, 200, "the other project's run {id} kept");
+        assert_eq!(
+            status_of(&server, id).await,
+            200,
+            "the other project's run {id} kept"
+        );
     }
     let listed: Value = server
         .get("/api/v1/projects/calm/functions/echo/invocations")
         .await
         .expect_status(200);
-    assert_eq!(listed["items"].as_array().map(Vec::len), Some(3), "{listed:.300}");
+    assert_eq!(
+        listed["items"].as_array().map(Vec::len),
+        Some(3),
+        "{listed:.300}"
+    );
 }
 
 /// Item 40, tenants: when the server's budget is the one that binds (a
@@ -270,6 +273,10 @@ async fn item_40_over_the_server_budget_the_largest_project_goes_first() {
     let last = ids.last().expect("a run");
     assert_eq!(status_of(&server, last).await, 200, "newest run kept");
     for id in &calm {
-        assert_eq!(status_of(&server, id).await, 200, "the quiet project's run {id} kept");
+        assert_eq!(
+            status_of(&server, id).await,
+            200,
+            "the quiet project's run {id} kept"
+        );
     }
 }
