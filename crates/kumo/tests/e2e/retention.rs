@@ -97,6 +97,37 @@ async fn item_40_a_large_run_is_stored_capped_and_not_replayed() {
         "the refusal says why: {message}"
     );
 
+    // An async run is stored whole until it has run (it runs from its
+    // record), then capped like any other: its output's full size shows
+    // that the function had the whole input.
+    let accepted = server
+        .call(
+            Method::POST,
+            "/api/v1/projects/hist/functions/echo/invoke?async=true",
+            Some(json!({"data": data})),
+        )
+        .await
+        .expect_status(202);
+    let id = accepted["id"].as_str().expect("run id");
+    let stored = wait_for(
+        "the async run to finish",
+        Duration::from_secs(30),
+        async || {
+            let run = server.run_record(id, Duration::from_secs(10)).await;
+            (run["status"] != "queued" && run["status"] != "running").then_some(run)
+        },
+    )
+    .await;
+    assert_eq!(stored["status"], "succeeded", "{:.300}", stored.to_string());
+    assert_eq!(stored["input_truncated"], true);
+    assert!(
+        stored["output"]["size_bytes"]
+            .as_u64()
+            .is_some_and(|size| size > BIG as u64),
+        "{:.300}",
+        stored.to_string()
+    );
+
     // A small run is stored whole and replays as before.
     let small = server.invoke("hist", "echo", json!({"data": "x"})).await;
     let id = small["id"].as_str().expect("run id");
