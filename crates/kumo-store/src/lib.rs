@@ -1620,4 +1620,40 @@ mod tests {
         let after = std::fs::metadata(&db).expect("db").len();
         assert!(after < 1_000_000, "the file shrank from {full} to {after}");
     }
+
+    /// A database made before incremental vacuum is rewritten once at
+    /// open, so that it too gives freed space back.
+    #[tokio::test]
+    async fn an_older_database_is_switched_to_incremental_vacuum() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let old = SqlitePoolOptions::new()
+            .connect_with(
+                SqliteConnectOptions::new()
+                    .filename(dir.path().join("kumo.db"))
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal),
+            )
+            .await
+            .expect("old database");
+        sqlx::query("CREATE TABLE kept (v TEXT)")
+            .execute(&old)
+            .await
+            .expect("table");
+        sqlx::query("INSERT INTO kept VALUES ('still here')")
+            .execute(&old)
+            .await
+            .expect("row");
+        old.close().await;
+        let store = Store::open(dir.path(), None).await.expect("store");
+        let (mode,): (i64,) = sqlx::query_as("PRAGMA auto_vacuum")
+            .fetch_one(&store.db)
+            .await
+            .expect("pragma");
+        assert_eq!(mode, 2, "incremental");
+        let (v,): (String,) = sqlx::query_as("SELECT v FROM kept")
+            .fetch_one(&store.db)
+            .await
+            .expect("row");
+        assert_eq!(v, "still here");
+    }
 }
