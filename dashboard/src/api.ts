@@ -87,6 +87,9 @@ export interface Invocation {
   status: RunStatus;
   input: unknown;
   output: unknown;
+  /** The stored copy was cut: `input`/`output` is `{truncated, size_bytes, preview}`. */
+  input_truncated: boolean;
+  output_truncated: boolean;
   error: RunError | null;
   logs: string;
   logs_truncated: boolean;

@@ -40,6 +40,17 @@ pub const DEFAULT_LOG_MAX_LINES: u64 = 1_000_000;
 pub const DEFAULT_RUN_RETENTION_SECS: u64 = 7 * 24 * 3600;
 /// How many run records are kept at most, over all functions.
 pub const DEFAULT_RUN_MAX_RECORDS: u64 = 1_000_000;
+/// How much of a run's input and of its output its record keeps (the
+/// rest is cut, and the record says so and gives the full size): enough
+/// for any ordinary event or answer to be kept whole and replayed, a
+/// hundredth of the 6 MiB a body may be.
+pub const DEFAULT_RUN_PAYLOAD_BYTES: usize = 64 * 1024;
+/// The bytes run history (records and log lines) may hold over all
+/// projects; the oldest finished runs go first beyond it.
+pub const DEFAULT_RUN_HISTORY_BYTES: u64 = 1024 * 1024 * 1024;
+/// The bytes one project's run history may hold, so that one project's
+/// flood does not push out the others' history.
+pub const DEFAULT_PROJECT_HISTORY_BYTES: u64 = 256 * 1024 * 1024;
 
 /// What is kept of logs and runs.
 #[derive(Debug, Clone)]
@@ -48,6 +59,12 @@ pub struct Retention {
     pub log_lines: u64,
     pub run_age: Duration,
     pub runs: u64,
+    /// How much of a run's input and of its output its record keeps.
+    pub run_payload_bytes: usize,
+    /// The bytes run history may hold over all projects.
+    pub history_bytes: u64,
+    /// The bytes one project's run history may hold.
+    pub project_history_bytes: u64,
 }
 
 impl Default for Retention {
@@ -57,6 +74,9 @@ impl Default for Retention {
             log_lines: DEFAULT_LOG_MAX_LINES,
             run_age: Duration::from_secs(DEFAULT_RUN_RETENTION_SECS),
             runs: DEFAULT_RUN_MAX_RECORDS,
+            run_payload_bytes: DEFAULT_RUN_PAYLOAD_BYTES,
+            history_bytes: DEFAULT_RUN_HISTORY_BYTES,
+            project_history_bytes: DEFAULT_PROJECT_HISTORY_BYTES,
         }
     }
 }

@@ -143,13 +143,70 @@ pub(crate) async fn run_stored(
         *output = redact_json(output, &spec.redact);
     }
     let shown_output = row.output.clone();
-    state.recorder().record(row).await;
+    record_capped(state, row).await;
     Ok(Run {
         id,
         version: spec.version,
         outcome,
         shown_output,
     })
+}
+
+/// Queues `row` for writing with its input, output and error cut at the
+/// stored cap: the caller already has the whole answer; history keeps a capped
+/// copy, so that no caller can fill the disk with it.
+async fn record_capped(state: &State, mut row: InvocationRow) {
+    let cap = state.config().retention.run_payload_bytes;
+    if row.input_size.is_none() {
+        row.input_size = cut(&mut row.input, cap);
+    }
+    if row.output_size.is_none() {
+        row.output_size = cut(&mut row.output, cap);
+    }
+    if let Some(error) = &row.error
+        && error.len() > cap
+        && let Ok(error) = serde_json::from_str::<RunError>(error)
+    {
+        row.error = serde_json::to_string(&capped_error(&error, cap)).ok();
+    }
+    state.recorder().record(row).await;
+}
+
+/// Cuts `text` to at most `cap` bytes, at a character boundary; the full
+/// size when it was longer.
+fn cut(text: &mut Option<String>, cap: usize) -> Option<i64> {
+    let text = text.as_mut()?;
+    if text.len() <= cap {
+        return None;
+    }
+    let size = i64::try_from(text.len()).unwrap_or(i64::MAX);
+    let mut end = cap;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    Some(size)
+}
+
+/// An error's message and traceback as stored: cut at `cap` bytes each,
+/// with a marker.
+fn capped_error(error: &RunError, cap: usize) -> RunError {
+    let keep = |text: &str| {
+        let mut kept = Some(text.to_string());
+        match cut(&mut kept, cap) {
+            None => text.to_string(),
+            Some(size) => format!(
+                "{}\n[kumo: cut at {} of {size} bytes]",
+                kept.unwrap_or_default(),
+                human_bytes(cap)
+            ),
+        }
+    };
+    RunError {
+        kind: keep(&error.kind),
+        message: keep(&error.message),
+        traceback: keep(&error.traceback),
+    }
 }
 
 /// A response over the body limit fails the run, clearly.
@@ -219,6 +276,8 @@ fn record(
             .and_then(|e| serde_json::to_string(e).ok()),
         logs: outcome.logs.clone(),
         logs_truncated: i64::from(outcome.logs_truncated),
+        input_size: None,
+        output_size: None,
         duration_us: i64::try_from(outcome.duration.as_micros()).unwrap_or(i64::MAX),
         cold_start: i64::from(outcome.cold_start),
         cpu_us: outcome
@@ -264,6 +323,10 @@ pub(crate) async fn accept_async(
         error: None,
         logs: String::new(),
         logs_truncated: 0,
+        // Kept whole until it has run: the run needs it, also after a
+        // restart. Only an authenticated caller can queue one.
+        input_size: None,
+        output_size: None,
         duration_us: 0,
         cold_start: 0,
         cpu_us: None,
@@ -346,7 +409,7 @@ async fn finish_unrunnable(state: &State, mut row: InvocationRow, why: &str) {
     })
     .ok();
     row.finished_at = Some(kumo_store::now_ms());
-    state.recorder().record(row).await;
+    record_capped(state, row).await;
 }
 
 /// At start: resumes async runs a stopped server had accepted, and closes
@@ -368,7 +431,7 @@ pub(crate) async fn recover_unfinished(state: &State) -> anyhow::Result<()> {
             })
             .ok();
             row.finished_at = Some(kumo_store::now_ms());
-            state.recorder().record(row).await;
+            record_capped(state, row).await;
         }
     }
     if resumed > 0 {

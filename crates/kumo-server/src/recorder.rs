@@ -10,9 +10,14 @@
 //! record is dropped. Log lines have a channel of their own, so a flood
 //! of output never holds up the records of other calls: when it is full,
 //! lines are not stored (and counted); the runs' own logs stay complete.
+//! The bytes written are counted, so that retention can run after a burst
+//! rather than wait for its timer.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use kumo_store::{InvocationRow, LogLineRow, Store};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 const QUEUE: usize = 16 * 1024;
 /// Log lines waiting to be stored, at most.
@@ -32,16 +37,42 @@ enum Message {
 pub(crate) struct Recorder {
     tx: mpsc::Sender<Message>,
     lines: mpsc::Sender<LogLineRow>,
+    written: Arc<Written>,
+}
+
+/// What the recorder has written so far.
+#[derive(Debug, Default)]
+struct Written {
+    /// The bytes of the run records written (as their budget counts them).
+    bytes: AtomicU64,
+    /// Woken after each batch of records.
+    batch: Notify,
 }
 
 impl Recorder {
     pub(crate) fn start(store: Store) -> (Recorder, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE);
         let (lines, lines_rx) = mpsc::channel(LINE_QUEUE);
+        let written = Arc::new(Written::default());
         (
-            Recorder { tx, lines },
-            tokio::spawn(write_loop(store, rx, lines_rx)),
+            Recorder {
+                tx,
+                lines,
+                written: written.clone(),
+            },
+            tokio::spawn(write_loop(store, rx, lines_rx, written)),
         )
+    }
+
+    /// The bytes of run records written since the start (as retention's
+    /// byte budget counts them).
+    pub(crate) fn written_bytes(&self) -> u64 {
+        self.written.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Waits until a batch of records has been written.
+    pub(crate) async fn batch_written(&self) {
+        self.written.batch.notified().await;
     }
 
     /// Queues a record for writing.
@@ -70,6 +101,7 @@ async fn write_loop(
     store: Store,
     mut rx: mpsc::Receiver<Message>,
     mut lines_rx: mpsc::Receiver<LogLineRow>,
+    written: Arc<Written>,
 ) {
     let mut messages = Vec::with_capacity(BATCH);
     let mut rows = Vec::with_capacity(BATCH);
@@ -136,6 +168,11 @@ async fn write_loop(
         }
         if !rows.is_empty() {
             write_with_retry(&store, &rows).await;
+            let bytes: i64 = rows.iter().map(InvocationRow::stored_bytes).sum();
+            written
+                .bytes
+                .fetch_add(u64::try_from(bytes).unwrap_or(0), Ordering::Relaxed);
+            written.batch.notify_one();
             rows.clear();
         }
         if !lines.is_empty() {

@@ -12,7 +12,9 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::{FromRow, SqlitePool};
 
 pub use files::{FileEntry, FileStore, Manifest};
@@ -244,12 +246,51 @@ pub struct InvocationRow {
     pub error: Option<String>,
     pub logs: String,
     pub logs_truncated: i64,
+    /// The input's full size in bytes when the stored `input` was cut at
+    /// the cap (then it holds the input's first bytes); `None`: whole.
+    pub input_size: Option<i64>,
+    /// The same for `output`.
+    pub output_size: Option<i64>,
     pub duration_us: i64,
     pub cold_start: i64,
     pub cpu_us: Option<i64>,
     pub peak_memory: Option<i64>,
     pub created_at: i64,
     pub finished_at: Option<i64>,
+}
+
+/// What a run record costs beyond its texts, roughly: its other columns
+/// and its entries in the indexes.
+const RUN_OVERHEAD: i64 = 256;
+/// What a log line costs beyond its text, roughly: its other columns and
+/// its entries in three indexes.
+const LINE_OVERHEAD: i64 = 160;
+/// The write-ahead log is cut back to this size after a checkpoint (a
+/// large batch may grow it for a moment; it does not stay that large).
+const WAL_SIZE_LIMIT: i64 = 4 * 1024 * 1024;
+
+impl InvocationRow {
+    /// The bytes this run holds on disk, roughly: its record, and its log
+    /// lines (its logs again, a line at a time). Retention's byte budget
+    /// counts this.
+    pub fn stored_bytes(&self) -> i64 {
+        let len = |s: &str| i64::try_from(s.len()).unwrap_or(i64::MAX / 8);
+        let text = |s: &Option<String>| s.as_deref().map_or(0, len);
+        let lines = if self.logs.is_empty() {
+            0
+        } else {
+            len(&self.logs) + LINE_OVERHEAD * (self.logs.matches('\n').count() as i64 + 1)
+        };
+        RUN_OVERHEAD
+            + 3 * len(&self.id)
+            + len(&self.project)
+            + len(&self.function)
+            + text(&self.input)
+            + text(&self.output)
+            + text(&self.error)
+            + len(&self.logs)
+            + lines
+    }
 }
 
 /// The store: a SQL pool and the file store.
@@ -271,11 +312,23 @@ impl Store {
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)
         .foreign_keys(true)
+        // Pages freed by retention go back to the file system (retention
+        // asks for it after removing), so the file shrinks, not only
+        // stops growing.
+        .auto_vacuum(SqliteAutoVacuum::Incremental)
+        .pragma("journal_size_limit", WAL_SIZE_LIMIT.to_string())
         .busy_timeout(Duration::from_secs(10));
         let db = SqlitePoolOptions::new()
             .max_connections(8)
             .connect_with(options)
             .await?;
+        // A database made before incremental vacuum was asked for keeps
+        // its old mode until rewritten once.
+        let (mode,): (i64,) = sqlx::query_as("PRAGMA auto_vacuum").fetch_one(&db).await?;
+        if mode != 2 {
+            tracing::info!("rewriting the database once, so that freed space is given back");
+            sqlx::query("VACUUM").execute(&db).await?;
+        }
         sqlx::migrate!("./migrations").run(&db).await?;
         Ok(Store { db, files })
     }
@@ -1077,7 +1130,7 @@ impl Store {
         let mut tx = self.db.begin().await?;
         for chunk in rows.chunks(CHUNK) {
             let mut query = sqlx::QueryBuilder::new(
-                "INSERT INTO invocations (id, owner_id, project_id, function_id, project, function, version, trigger_kind, status, input, output, error, logs, logs_truncated, duration_us, cold_start, created_at, finished_at, cpu_us, peak_memory) ",
+                "INSERT INTO invocations (id, owner_id, project_id, function_id, project, function, version, trigger_kind, status, input, output, error, logs, logs_truncated, duration_us, cold_start, created_at, finished_at, cpu_us, peak_memory, input_size, output_size, bytes) ",
             );
             query.push_values(chunk, |mut b, r| {
                 b.push_bind(&r.id)
@@ -1099,12 +1152,18 @@ impl Store {
                     .push_bind(r.created_at)
                     .push_bind(r.finished_at)
                     .push_bind(r.cpu_us)
-                    .push_bind(r.peak_memory);
+                    .push_bind(r.peak_memory)
+                    .push_bind(r.input_size)
+                    .push_bind(r.output_size)
+                    .push_bind(r.stored_bytes());
             });
+            // A finished run replaces its queued record whole: an async
+            // run's input is kept in full until it has run, then capped.
             query.push(
                 " ON CONFLICT (id) DO UPDATE SET version = excluded.version, status = excluded.status, output = excluded.output, error = excluded.error, \
                  logs = excluded.logs, logs_truncated = excluded.logs_truncated, duration_us = excluded.duration_us, cold_start = excluded.cold_start, finished_at = excluded.finished_at, \
-                 cpu_us = excluded.cpu_us, peak_memory = excluded.peak_memory",
+                 cpu_us = excluded.cpu_us, peak_memory = excluded.peak_memory, \
+                 input = excluded.input, input_size = excluded.input_size, output_size = excluded.output_size, bytes = excluded.bytes",
             );
             query.build().persistent(false).execute(&mut *tx).await?;
         }
@@ -1165,29 +1224,134 @@ impl Store {
     }
 
     /// Deletes finished runs with ids below `bound` (or equal to it,
-    /// when `inclusive`), a batch at a time.
+    /// when `inclusive`), with their log lines, a batch at a time.
     async fn delete_runs_before(&self, bound: &str, inclusive: bool) -> Result<u64> {
         const BATCH: i64 = 5000;
-        let sql = if inclusive {
-            "DELETE FROM invocations WHERE id IN (SELECT id FROM invocations WHERE id <= $1 \
-             AND status NOT IN ('queued', 'running') ORDER BY id LIMIT $2)"
+        let (lines, runs) = if inclusive {
+            (
+                "DELETE FROM log_lines WHERE run_id IN (SELECT id FROM invocations WHERE id <= $1 \
+                 AND status NOT IN ('queued', 'running') ORDER BY id LIMIT $2)",
+                "DELETE FROM invocations WHERE id IN (SELECT id FROM invocations WHERE id <= $1 \
+                 AND status NOT IN ('queued', 'running') ORDER BY id LIMIT $2)",
+            )
         } else {
-            "DELETE FROM invocations WHERE id IN (SELECT id FROM invocations WHERE id < $1 \
-             AND status NOT IN ('queued', 'running') ORDER BY id LIMIT $2)"
+            (
+                "DELETE FROM log_lines WHERE run_id IN (SELECT id FROM invocations WHERE id < $1 \
+                 AND status NOT IN ('queued', 'running') ORDER BY id LIMIT $2)",
+                "DELETE FROM invocations WHERE id IN (SELECT id FROM invocations WHERE id < $1 \
+                 AND status NOT IN ('queued', 'running') ORDER BY id LIMIT $2)",
+            )
         };
         let mut removed = 0;
         loop {
-            let done = sqlx::query(sql)
+            // A run's lines go with it: nothing of a removed run is left
+            // that its budget no longer counts.
+            let mut tx = self.db.begin().await?;
+            sqlx::query(lines)
                 .bind(bound)
                 .bind(BATCH)
-                .execute(&self.db)
+                .execute(&mut *tx)
+                .await?;
+            let done = sqlx::query(runs)
+                .bind(bound)
+                .bind(BATCH)
+                .execute(&mut *tx)
                 .await?
                 .rows_affected();
+            tx.commit().await?;
             removed += done;
             if done < u64::try_from(BATCH).unwrap_or(0) {
                 return Ok(removed);
             }
         }
+    }
+
+    /// The bytes each project's runs hold (see
+    /// [`InvocationRow::stored_bytes`]), the largest first.
+    pub async fn run_usage(&self) -> Result<Vec<(String, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT project_id, bytes FROM run_usage WHERE bytes > 0 ORDER BY bytes DESC, project_id",
+        )
+        .fetch_all(&self.db)
+        .await?)
+    }
+
+    /// Removes a project's oldest finished runs, with their log lines,
+    /// until at least `free` bytes are freed or none is left to remove;
+    /// returns the runs removed and the bytes freed. Unfinished runs stay.
+    pub async fn prune_project_bytes(&self, project_id: &str, free: i64) -> Result<(u64, i64)> {
+        const BATCH: i64 = 128;
+        let mut removed = 0;
+        let mut freed = 0;
+        let mut after = String::new();
+        while freed < free {
+            let oldest: Vec<(String, String, i64)> = sqlx::query_as(
+                "SELECT id, status, bytes FROM invocations WHERE project_id = $1 AND id > $2 \
+                 ORDER BY id LIMIT $3",
+            )
+            .bind(project_id)
+            .bind(&after)
+            .bind(BATCH)
+            .fetch_all(&self.db)
+            .await?;
+            let Some((last, _, _)) = oldest.last() else {
+                break;
+            };
+            after = last.clone();
+            let mut ids = Vec::new();
+            for (id, status, bytes) in oldest {
+                if freed >= free {
+                    break;
+                }
+                if status == "queued" || status == "running" {
+                    continue;
+                }
+                freed += bytes;
+                ids.push(id);
+            }
+            if ids.is_empty() {
+                continue;
+            }
+            let mut tx = self.db.begin().await?;
+            let in_ids = |sql: &str| {
+                let mut query = sqlx::QueryBuilder::new(sql);
+                query.push(" IN (");
+                let mut list = query.separated(", ");
+                for id in &ids {
+                    list.push_bind(id.as_str());
+                }
+                query.push(")");
+                query
+            };
+            in_ids("DELETE FROM log_lines WHERE run_id")
+                .build()
+                .persistent(false)
+                .execute(&mut *tx)
+                .await?;
+            // Only if still finished: a run is never removed unfinished.
+            let mut runs = in_ids("DELETE FROM invocations WHERE id");
+            runs.push(" AND status NOT IN ('queued', 'running')");
+            removed += runs
+                .build()
+                .persistent(false)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            tx.commit().await?;
+        }
+        Ok((removed, freed))
+    }
+
+    /// Gives the pages that removed rows left free back to the file
+    /// system, and cuts the write-ahead log back.
+    pub async fn reclaim_space(&self) -> Result<()> {
+        sqlx::query("PRAGMA incremental_vacuum")
+            .execute(&self.db)
+            .await?;
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.db)
+            .await?;
+        Ok(())
     }
 
     /// Runs left `queued` or `running` (e.g. by a crash), oldest first.
@@ -1228,6 +1392,8 @@ mod tests {
             error: None,
             logs: String::new(),
             logs_truncated: 0,
+            input_size: None,
+            output_size: None,
             duration_us: 0,
             cold_start: 0,
             cpu_us: None,
@@ -1272,5 +1438,232 @@ mod tests {
                 .expect("unfinished")
                 .is_empty()
         );
+    }
+
+    fn line(id: i64, run_id: &str) -> LogLineRow {
+        LogLineRow {
+            id,
+            function_id: "f".into(),
+            run_id: run_id.into(),
+            stream: "stdout".into(),
+            time: 1,
+            line: "x".repeat(100),
+        }
+    }
+
+    /// What each project's runs hold, counted from the rows themselves.
+    async fn counted(store: &Store) -> Vec<(String, i64)> {
+        sqlx::query_as(
+            "SELECT project_id, SUM(bytes) FROM invocations GROUP BY project_id \
+             HAVING SUM(bytes) > 0 ORDER BY SUM(bytes) DESC, project_id",
+        )
+        .fetch_all(&store.db)
+        .await
+        .expect("sum")
+    }
+
+    /// The usage kept by the triggers matches the rows through inserts,
+    /// a queued run finishing bigger, and every kind of removal.
+    #[tokio::test]
+    async fn run_usage_follows_every_write() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(dir.path(), None).await.expect("store");
+        let mut rows = Vec::new();
+        for i in 0..30 {
+            let mut row = run(&format!("r{i:04}"), "succeeded");
+            row.project_id = if i % 3 == 0 { "b" } else { "a" }.into();
+            row.output = Some("y".repeat(1000 * i));
+            rows.push(row);
+        }
+        let mut queued = run("r0100", "queued");
+        queued.input = Some("z".repeat(5000));
+        rows.push(queued.clone());
+        store.upsert_invocations(&rows).await.expect("write");
+        assert_eq!(
+            store.run_usage().await.expect("usage"),
+            counted(&store).await
+        );
+        let before = counted(&store).await;
+
+        // The queued run finishes with a capped input and some logs.
+        queued.status = "succeeded".into();
+        queued.input = Some("z".repeat(100));
+        queued.input_size = Some(5000);
+        queued.logs = "one\ntwo\n".into();
+        store.upsert_invocations(&[queued]).await.expect("finish");
+        let usage = store.run_usage().await.expect("usage");
+        assert_eq!(usage, counted(&store).await);
+        assert_ne!(usage, before);
+        let stored = store
+            .invocation(Scope::All, "r0100")
+            .await
+            .expect("read")
+            .expect("present");
+        assert_eq!(
+            (stored.input_size, stored.input.map(|i| i.len())),
+            (Some(5000), Some(100))
+        );
+
+        store
+            .prune_project_bytes("a", 10_000)
+            .await
+            .expect("prune a");
+        assert_eq!(
+            store.run_usage().await.expect("usage"),
+            counted(&store).await
+        );
+        store.prune_invocations(0, 5).await.expect("prune by count");
+        assert_eq!(
+            store.run_usage().await.expect("usage"),
+            counted(&store).await
+        );
+        for (project, _) in store.run_usage().await.expect("usage") {
+            store
+                .prune_project_bytes(&project, i64::MAX)
+                .await
+                .expect("prune all");
+        }
+        assert_eq!(store.run_usage().await.expect("usage"), Vec::new());
+    }
+
+    /// A byte budget removes a project's oldest finished runs and their
+    /// log lines, as many as needed and no more; unfinished runs and
+    /// other projects stay.
+    #[tokio::test]
+    async fn pruning_by_bytes_removes_the_oldest_finished_runs_of_the_project() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(dir.path(), None).await.expect("store");
+        let mut rows = Vec::new();
+        for i in 0..10 {
+            let status = if i == 0 { "running" } else { "succeeded" };
+            let mut row = run(&format!("r{i:04}"), status);
+            row.output = Some("o".repeat(10_000));
+            rows.push(row);
+        }
+        let mut other = run("r0050", "succeeded");
+        other.project_id = "other".into();
+        rows.push(other);
+        store.upsert_invocations(&rows).await.expect("write");
+        let lines: Vec<LogLineRow> = (0..10).map(|i| line(i + 1, &format!("r{i:04}"))).collect();
+        store.insert_log_lines(&lines).await.expect("lines");
+        let each = rows[1].stored_bytes();
+
+        // Just over two runs' worth: three go, the oldest finished ones.
+        let (removed, freed) = store
+            .prune_project_bytes("p", 2 * each + 1)
+            .await
+            .expect("prune");
+        assert_eq!((removed, freed), (3, 3 * each));
+        let left: Vec<(String,)> = sqlx::query_as("SELECT id FROM invocations ORDER BY id")
+            .fetch_all(&store.db)
+            .await
+            .expect("ids");
+        let left: Vec<&str> = left.iter().map(|(id,)| id.as_str()).collect();
+        assert_eq!(
+            left,
+            [
+                "r0000", "r0004", "r0005", "r0006", "r0007", "r0008", "r0009", "r0050"
+            ]
+        );
+        let lines: Vec<(String,)> = sqlx::query_as("SELECT run_id FROM log_lines ORDER BY id")
+            .fetch_all(&store.db)
+            .await
+            .expect("lines");
+        assert_eq!(lines.len(), 7, "the removed runs' lines went with them");
+        assert!(
+            lines
+                .iter()
+                .all(|(run,)| !["r0001", "r0002", "r0003"].contains(&run.as_str()))
+        );
+
+        // Asked for everything: only the running run is left of the project.
+        store
+            .prune_project_bytes("p", i64::MAX)
+            .await
+            .expect("prune all");
+        let usage = store.run_usage().await.expect("usage");
+        assert_eq!(usage.len(), 2, "{usage:?}");
+        assert!(
+            store
+                .invocation(Scope::All, "r0000")
+                .await
+                .expect("read")
+                .is_some()
+        );
+        assert!(
+            store
+                .invocation(Scope::All, "r0050")
+                .await
+                .expect("read")
+                .is_some()
+        );
+    }
+
+    /// New databases give freed pages back: the file shrinks after a
+    /// large removal.
+    #[tokio::test]
+    async fn freed_space_goes_back_to_the_file_system() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(dir.path(), None).await.expect("store");
+        let (mode,): (i64,) = sqlx::query_as("PRAGMA auto_vacuum")
+            .fetch_one(&store.db)
+            .await
+            .expect("pragma");
+        assert_eq!(mode, 2, "incremental");
+        let rows: Vec<InvocationRow> = (0..200)
+            .map(|i| {
+                let mut row = run(&format!("r{i:04}"), "succeeded");
+                row.output = Some("o".repeat(50_000));
+                row
+            })
+            .collect();
+        store.upsert_invocations(&rows).await.expect("write");
+        store.reclaim_space().await.expect("checkpoint");
+        let db = dir.path().join("kumo.db");
+        let full = std::fs::metadata(&db).expect("db").len();
+        assert!(full > 10_000_000, "{full}");
+        store
+            .prune_project_bytes("p", i64::MAX)
+            .await
+            .expect("prune");
+        store.reclaim_space().await.expect("reclaim");
+        let after = std::fs::metadata(&db).expect("db").len();
+        assert!(after < 1_000_000, "the file shrank from {full} to {after}");
+    }
+
+    /// A database made before incremental vacuum is rewritten once at
+    /// open, so that it too gives freed space back.
+    #[tokio::test]
+    async fn an_older_database_is_switched_to_incremental_vacuum() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let old = SqlitePoolOptions::new()
+            .connect_with(
+                SqliteConnectOptions::new()
+                    .filename(dir.path().join("kumo.db"))
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal),
+            )
+            .await
+            .expect("old database");
+        sqlx::query("CREATE TABLE kept (v TEXT)")
+            .execute(&old)
+            .await
+            .expect("table");
+        sqlx::query("INSERT INTO kept VALUES ('still here')")
+            .execute(&old)
+            .await
+            .expect("row");
+        old.close().await;
+        let store = Store::open(dir.path(), None).await.expect("store");
+        let (mode,): (i64,) = sqlx::query_as("PRAGMA auto_vacuum")
+            .fetch_one(&store.db)
+            .await
+            .expect("pragma");
+        assert_eq!(mode, 2, "incremental");
+        let (v,): (String,) = sqlx::query_as("SELECT v FROM kept")
+            .fetch_one(&store.db)
+            .await
+            .expect("row");
+        assert_eq!(v, "still here");
     }
 }

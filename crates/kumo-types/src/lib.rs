@@ -643,8 +643,19 @@ pub struct Invocation {
     pub version: Option<i64>,
     pub trigger: Trigger,
     pub status: RunStatus,
+    /// The event. History keeps a capped copy: when the event was larger
+    /// (`input_truncated`), this is `{"truncated": true, "size_bytes":
+    /// <full size>, "preview": "<its first bytes, as text>"}`.
     pub input: Option<Value>,
+    /// The answer, capped in the same way (`output_truncated`).
     pub output: Option<Value>,
+    /// The stored input was cut (see `input`); such a run cannot be
+    /// replayed.
+    #[serde(default)]
+    pub input_truncated: bool,
+    /// The stored output was cut (see `output`).
+    #[serde(default)]
+    pub output_truncated: bool,
     pub error: Option<RunError>,
     pub logs: String,
     pub logs_truncated: bool,

@@ -339,6 +339,20 @@ struct ServeArgs {
     /// How many run records are kept at most, over all functions.
     #[arg(long, default_value_t = config::DEFAULT_RUN_MAX_RECORDS, env = "KUMO_RUN_MAX_RECORDS")]
     run_max_records: u64,
+    /// How much of a run's input and of its output its record keeps, in
+    /// bytes (beyond it the stored copy is cut and marked; callers still
+    /// get the whole output).
+    #[arg(long, default_value_t = config::DEFAULT_RUN_PAYLOAD_BYTES, env = "KUMO_RUN_PAYLOAD_BYTES")]
+    run_payload_bytes: usize,
+    /// How many bytes run history (run records and log lines) may hold
+    /// over all projects; beyond it the oldest finished runs are removed,
+    /// from the largest project first.
+    #[arg(long, default_value_t = config::DEFAULT_RUN_HISTORY_BYTES, env = "KUMO_RUN_HISTORY_BYTES")]
+    run_history_bytes: u64,
+    /// How many bytes one project's run history may hold; beyond it the
+    /// project's oldest finished runs are removed.
+    #[arg(long, default_value_t = config::DEFAULT_PROJECT_HISTORY_BYTES, env = "KUMO_PROJECT_HISTORY_BYTES")]
+    project_history_bytes: u64,
     /// How long one dependency build may take, in seconds.
     #[arg(long, default_value_t = config::DEFAULT_BUILD_TIMEOUT_SECS, env = "KUMO_BUILD_TIMEOUT_SECS")]
     build_timeout_secs: u64,
@@ -586,6 +600,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             log_lines: args.log_max_lines.max(1000),
             run_age: Duration::from_secs(args.run_retention_secs),
             runs: args.run_max_records.max(1000),
+            run_payload_bytes: args.run_payload_bytes.max(1024),
+            history_bytes: args.run_history_bytes.max(1024 * 1024),
+            project_history_bytes: args.project_history_bytes.max(1024 * 1024),
         },
         builds: config::BuildConfig {
             pip: args.pip,

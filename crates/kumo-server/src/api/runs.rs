@@ -7,8 +7,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use kumo_store::InvocationRow;
 use kumo_types::{
-    AsyncAccepted, ErrorBody, HttpAnswer, HttpCall, Invocation, InvokeResponse, Page, RunError,
-    RunStatus, Trigger,
+    AsyncAccepted, ErrorBody, ErrorCode, HttpAnswer, HttpCall, Invocation, InvokeResponse, Page,
+    RunError, RunStatus, Trigger,
 };
 use serde::Deserialize;
 use serde_json::Value;
@@ -18,18 +18,34 @@ use super::{Body, Json, Query, functions, page_limit};
 use crate::State;
 use crate::auth::Authed;
 use crate::dispatch;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, human_bytes};
 
 fn parse_json_value(text: Option<&str>) -> Option<Value> {
     text.and_then(|t| serde_json::from_str(t).ok())
+}
+
+/// A stored input or output as the API shows it: the value, or, when its
+/// stored copy was cut (`size` is then the full size), a marker with the
+/// full size and the kept text.
+fn stored_value(text: Option<String>, size: Option<i64>) -> Option<Value> {
+    match size {
+        None => parse_json_value(text.as_deref()),
+        Some(size) => Some(serde_json::json!({
+            "truncated": true,
+            "size_bytes": size,
+            "preview": text.unwrap_or_default(),
+        })),
+    }
 }
 
 pub(crate) fn to_api(row: InvocationRow) -> Invocation {
     Invocation {
         trigger: Trigger::parse(&row.trigger_kind).unwrap_or(Trigger::Api),
         status: RunStatus::parse(&row.status).unwrap_or(RunStatus::Failed),
-        input: parse_json_value(row.input.as_deref()),
-        output: parse_json_value(row.output.as_deref()),
+        input_truncated: row.input_size.is_some(),
+        output_truncated: row.output_size.is_some(),
+        input: stored_value(row.input, row.input_size),
+        output: stored_value(row.output, row.output_size),
         error: row
             .error
             .as_deref()
@@ -241,15 +257,27 @@ pub(crate) async fn get(
     Ok(axum::Json(to_api(row)))
 }
 
-/// Runs a past run's input again on the active version.
+/// Runs a past run's input again on the active version. A run whose
+/// stored input was cut (over the server's stored cap) cannot be: `409`.
 #[utoipa::path(post, path = "/api/v1/invocations/{id}/replay", tag = "runs", security(("token" = [])),
-    params(("id" = String, Path)), responses((status = 200, body = InvokeResponse), (status = 404, body = ErrorBody)))]
+    params(("id" = String, Path)), responses((status = 200, body = InvokeResponse), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
 pub(crate) async fn replay(
     AxState(state): AxState<State>,
     user: Authed,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<InvokeResponse>> {
     let row = find_run(&state, &user, &id).await?;
+    if let Some(size) = row.input_size {
+        let kept = row.input.as_deref().map_or(0, str::len);
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            format!(
+                "run '{id}' cannot be replayed: its input was {size} bytes and the stored copy was cut at {kept} bytes (the server keeps {} of a run's input); the full input was not kept, so send it again with invoke",
+                human_bytes(state.config().retention.run_payload_bytes)
+            ),
+        ));
+    }
     let resolved = state
         .registry()
         .resolve(&state, &row.project, &row.function)

@@ -16,6 +16,7 @@
 //! - [`logs`]: log lines, listed and followed live;
 //! - [`metrics`]: per-function metrics and Prometheus;
 //! - [`prewarm`]: pre-warmed sandboxes and the keep-alive;
+//! - [`retention`]: run history capped per run and held to byte budgets;
 //! - [`security`]: hostile functions and requests against the sandbox;
 //! - [`robustness`]: idle connections, and input libraries would choke on;
 //! - [`cli`]: the `kumo` command line, from `kumo init` to `kumo rm`;
@@ -35,6 +36,7 @@ mod logs;
 mod metrics;
 mod node;
 mod prewarm;
+mod retention;
 mod robustness;
 mod routes;
 mod security;
