@@ -126,6 +126,7 @@ mod tests {
         assert!(!json_nested_deeper_than(text.as_bytes(), 3));
         assert!(json_nested_deeper_than(text.as_bytes(), 2));
         // Siblings do not add up.
-        assert!(!json_nested_deeper_than(b"[[1],[2],[3],{\"a\":{}}]", 2));
+        assert!(!json_nested_deeper_than(b"[[1],[2],[3],{\"a\":{}}]", 3));
+        assert!(json_nested_deeper_than(b"[[1],[2],[3],{\"a\":{}}]", 2));
     }
 }
