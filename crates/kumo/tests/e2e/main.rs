@@ -17,6 +17,7 @@
 //! - [`metrics`]: per-function metrics and Prometheus;
 //! - [`prewarm`]: pre-warmed sandboxes and the keep-alive;
 //! - [`security`]: hostile functions and requests against the sandbox;
+//! - [`openapi`]: every operation of the OpenAPI document, answering as it says;
 //! - [`cli`]: the `kumo` command line, from `kumo init` to `kumo rm`;
 //! - [`dashboard`]: the dashboard's page and assets, templates, activity.
 
@@ -31,6 +32,7 @@ mod limits;
 mod logs;
 mod metrics;
 mod node;
+mod openapi;
 mod prewarm;
 mod routes;
 mod security;
