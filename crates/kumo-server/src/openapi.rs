@@ -163,7 +163,8 @@ fn setting_ranges(doc: &mut Value, limits: &Limits) {
         }
     };
     for name in ["FunctionSettings"].into_iter().chain(WITH_SETTINGS) {
-        if let Some(properties) = doc["components"]["schemas"][name]["properties"].as_object_mut() {
+        let pointer = format!("/components/schemas/{name}/properties");
+        if let Some(properties) = doc.pointer_mut(&pointer).and_then(Value::as_object_mut) {
             for (property, schema) in properties {
                 constrain(schema, property);
             }
@@ -173,7 +174,10 @@ fn setting_ranges(doc: &mut Value, limits: &Limits) {
         if method != "post" || !path.ends_with("/deployments") {
             continue;
         }
-        if let Some(parameters) = operation["parameters"].as_array_mut() {
+        if let Some(parameters) = operation
+            .get_mut("parameters")
+            .and_then(Value::as_array_mut)
+        {
             for parameter in parameters {
                 if parameter["in"] == "query" {
                     let name = parameter["name"].as_str().unwrap_or_default().to_string();
