@@ -1,12 +1,32 @@
 //! The OpenAPI document, generated from the handlers, and `/docs`.
+//!
+//! Most of the document comes from the `#[utoipa::path]` annotations and
+//! the `ToSchema` types of kumo-types. A few facts are stated here, once
+//! for every operation, because the generator cannot see them:
+//!
+//! - every operation that takes a token answers `401` without a valid one;
+//! - a body that flattens [`FunctionSettings`](kumo_types::FunctionSettings)
+//!   is one object with the settings' properties and no others (serde
+//!   refuses unknown fields of the whole body; the generator would say
+//!   `allOf` with a closed `FunctionSettings`, which no body satisfies);
+//! - the settings' ranges are those of this server's caps;
+//! - a query string has no `null`;
+//! - a `.tar.gz` upload or download is bytes (`contentMediaType`).
 
 use axum::Router;
+use axum::extract::State as AxState;
+use axum::routing::get;
+use kumo_types::Limits;
+use serde_json::{Value, json};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::State;
 use crate::api::{accounts, env, functions, logs, projects, routing, runs, templates};
+
+/// Where the document is served.
+const DOCUMENT_PATH: &str = "/api/v1/openapi.json";
 
 #[derive(OpenApi)]
 #[openapi(
@@ -22,6 +42,7 @@ use crate::api::{accounts, env, functions, logs, projects, routing, runs, templa
         routing::list, routing::create, routing::remove,
         templates::list,
     ),
+    components(schemas(kumo_types::Name, kumo_types::EnvKey)),
     modifiers(&TokenAuth),
     tags(
         (name = "accounts", description = "Login and API tokens"),
@@ -46,8 +67,301 @@ impl Modify for TokenAuth {
     }
 }
 
-/// `/api/v1/openapi.json` and the interactive docs at `/docs` (assets
-/// embedded in the binary; works offline).
+/// Request bodies that flatten the function settings into themselves.
+const WITH_SETTINGS: [&str; 2] = ["DeployRequest", "CreateFunction"];
+
+/// The document of a server with these limits.
+pub(crate) fn document(limits: &Limits) -> Value {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "encoding the OpenAPI document");
+        Value::Null
+    });
+    for name in WITH_SETTINGS {
+        flatten_settings(&mut doc, name);
+    }
+    setting_ranges(&mut doc, limits);
+    for (_, _, operation) in operations_mut(&mut doc) {
+        unauthorized(operation);
+        non_null_query(operation);
+        optional_body(operation);
+        bytes_content(operation);
+    }
+    doc
+}
+
+/// Every operation of `doc`: path, method and the operation object.
+fn operations_mut(doc: &mut Value) -> Vec<(String, String, &mut Value)> {
+    let mut out = Vec::new();
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
+        return out;
+    };
+    for (path, item) in paths {
+        let Some(item) = item.as_object_mut() else {
+            continue;
+        };
+        for (method, operation) in item {
+            if operation.get("responses").is_some() {
+                out.push((path.clone(), method.clone(), operation));
+            }
+        }
+    }
+    out
+}
+
+/// `allOf: [FunctionSettings, {own properties}]` → one closed object.
+fn flatten_settings(doc: &mut Value, name: &str) {
+    let schemas = &mut doc["components"]["schemas"];
+    let settings = schemas["FunctionSettings"]["properties"].clone();
+    let Some(Value::Array(parts)) = schemas[name].get("allOf").cloned() else {
+        return;
+    };
+    let description = schemas[name]["description"].clone();
+    let mut merged = json!({"type": "object", "properties": {}, "additionalProperties": false});
+    for part in parts {
+        let part = match part.get("$ref").and_then(Value::as_str) {
+            Some("#/components/schemas/FunctionSettings") => {
+                json!({"properties": settings.clone()})
+            }
+            _ => part,
+        };
+        if let (Some(into), Some(from)) = (
+            merged["properties"].as_object_mut(),
+            part.get("properties").and_then(Value::as_object),
+        ) {
+            into.extend(from.clone());
+        }
+        if let Some(required) = part.get("required").and_then(Value::as_array) {
+            let list = merged["required"].as_array_mut();
+            match list {
+                Some(list) => list.extend(required.iter().cloned()),
+                None => merged["required"] = Value::Array(required.clone()),
+            }
+        }
+    }
+    if !description.is_null() {
+        merged["description"] = description;
+    }
+    schemas[name] = merged;
+}
+
+/// Each numeric setting's range and default, wherever a setting is taken:
+/// the settings body, the bodies that flatten it, the `.tar.gz` query.
+fn setting_ranges(doc: &mut Value, limits: &Limits) {
+    let ranges = limits.setting_ranges();
+    let constrain = |schema: &mut Value, name: &str| {
+        if let Some(range) = ranges.iter().find(|r| r.name == name) {
+            schema["minimum"] = json!(range.min);
+            schema["maximum"] = json!(range.max);
+            schema["examples"] = json!([range.default]);
+            let what = schema["description"].as_str().unwrap_or_default();
+            let default = format!("From {} to {} on this server.", range.min, range.max);
+            schema["description"] = json!(if what.is_empty() {
+                default
+            } else {
+                format!("{what} {default}")
+            });
+        }
+    };
+    for name in ["FunctionSettings"].into_iter().chain(WITH_SETTINGS) {
+        let pointer = format!("/components/schemas/{name}/properties");
+        if let Some(properties) = doc.pointer_mut(&pointer).and_then(Value::as_object_mut) {
+            for (property, schema) in properties {
+                constrain(schema, property);
+            }
+        }
+    }
+    for (path, method, operation) in operations_mut(doc) {
+        if method != "post" || !path.ends_with("/deployments") {
+            continue;
+        }
+        if let Some(parameters) = operation
+            .get_mut("parameters")
+            .and_then(Value::as_array_mut)
+        {
+            for parameter in parameters {
+                if parameter["in"] == "query" {
+                    let name = parameter["name"].as_str().unwrap_or_default().to_string();
+                    constrain(&mut parameter["schema"], &name);
+                }
+            }
+        }
+    }
+}
+
+/// `401` on every operation that takes a token.
+fn unauthorized(operation: &mut Value) {
+    let secured = operation
+        .get("security")
+        .and_then(Value::as_array)
+        .is_some_and(|s| !s.is_empty());
+    if !secured {
+        return;
+    }
+    operation["responses"]["401"] = json!({
+        "description": "missing, invalid or revoked API token",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+    });
+}
+
+/// An optional body is one that may be left out, not `null` (which the
+/// server refuses where it expects an object).
+fn optional_body(operation: &mut Value) {
+    let Some(body) = operation.get_mut("requestBody") else {
+        return;
+    };
+    if body["required"] == true {
+        return;
+    }
+    body["required"] = json!(false);
+    let Some(content) = body.get_mut("content").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for entry in content.values_mut() {
+        let schema = &mut entry["schema"];
+        let Some(options) = schema.get("oneOf").and_then(Value::as_array) else {
+            continue;
+        };
+        let left: Vec<Value> = options
+            .iter()
+            .filter(|o| o.get("type").is_none_or(|t| t != "null"))
+            .cloned()
+            .collect();
+        if let [only] = left.as_slice() {
+            *schema = only.clone();
+        }
+    }
+}
+
+/// Bodies other than JSON are strings of bytes of their media type.
+fn bytes_content(operation: &mut Value) {
+    let Some(operation) = operation.as_object_mut() else {
+        return;
+    };
+    let mut contents: Vec<&mut Value> = Vec::new();
+    for (key, value) in operation.iter_mut() {
+        match key.as_str() {
+            "requestBody" => contents.extend(value.get_mut("content")),
+            "responses" => contents.extend(
+                value
+                    .as_object_mut()
+                    .into_iter()
+                    .flat_map(|r| r.values_mut())
+                    .filter_map(|r| r.get_mut("content")),
+            ),
+            _ => {}
+        }
+    }
+    for content in contents {
+        let Some(content) = content.as_object_mut() else {
+            continue;
+        };
+        for (media_type, entry) in content {
+            if media_type != "application/json" {
+                entry["schema"] = json!({"type": "string", "contentMediaType": media_type});
+            }
+        }
+    }
+}
+
+/// A query string has no `null`: optional parameters are left out
+/// instead, so their schemas do not offer it.
+fn non_null_query(operation: &mut Value) {
+    let Some(parameters) = operation
+        .get_mut("parameters")
+        .and_then(Value::as_array_mut)
+    else {
+        return;
+    };
+    for parameter in parameters {
+        if parameter["in"] != "query" {
+            continue;
+        }
+        let schema = &mut parameter["schema"];
+        if let Some(types) = schema.get_mut("type").and_then(Value::as_array_mut) {
+            types.retain(|t| t != "null");
+            if types.len() == 1 {
+                schema["type"] = types[0].clone();
+            }
+        }
+        if let Some(options) = schema.get("oneOf").and_then(Value::as_array) {
+            let left: Vec<Value> = options
+                .iter()
+                .filter(|o| o.get("type").is_none_or(|t| t != "null"))
+                .cloned()
+                .collect();
+            if left.len() == 1 {
+                let mut only = left[0].clone();
+                if let (Some(only), Some(description)) =
+                    (only.as_object_mut(), schema.get("description").cloned())
+                {
+                    only.insert("description".into(), description);
+                }
+                *schema = only;
+            }
+        }
+    }
+}
+
+/// `/api/v1/openapi.json` (this server's document, its limits included)
+/// and the interactive docs at `/docs` (assets embedded in the binary;
+/// works offline).
 pub(crate) fn router() -> Router<State> {
-    Router::from(SwaggerUi::new("/docs").url("/api/v1/openapi.json", ApiDoc::openapi()))
+    Router::from(SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::from(DOCUMENT_PATH)))
+        .route(DOCUMENT_PATH, get(serve))
+}
+
+async fn serve(AxState(state): AxState<State>) -> axum::Json<Value> {
+    axum::Json(document(&state.config().limits))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An `allOf` with a closed part can only be satisfied by objects that
+    /// have no other part's properties: no composed body may have one.
+    #[test]
+    fn no_composed_schema_has_a_closed_part() {
+        let doc = document(&Limits::default());
+        let schemas = doc["components"]["schemas"]
+            .as_object()
+            .expect("the document has schemas");
+        let closed = |part: &Value| -> bool {
+            let target = match part.get("$ref").and_then(Value::as_str) {
+                Some(r) => &schemas[r.trim_start_matches("#/components/schemas/")],
+                None => part,
+            };
+            target["additionalProperties"] == false
+        };
+        for (name, schema) in schemas {
+            if let Some(parts) = schema.get("allOf").and_then(Value::as_array) {
+                assert!(
+                    !parts.iter().any(closed),
+                    "{name} is an allOf with a closed part: {schema}"
+                );
+            }
+        }
+        for name in WITH_SETTINGS {
+            let schema = &schemas[name];
+            assert_eq!(schema["additionalProperties"], false, "{name}: {schema}");
+            for setting in ["timeout_ms", "memory_mb", "visibility"] {
+                assert!(
+                    schema["properties"].get(setting).is_some(),
+                    "{name} lacks {setting}: {schema}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn settings_have_the_servers_ranges() {
+        let limits = Limits {
+            max_timeout_ms: 5000,
+            ..Limits::default()
+        };
+        let doc = document(&limits);
+        let timeout = &doc["components"]["schemas"]["DeployRequest"]["properties"]["timeout_ms"];
+        assert_eq!(timeout["minimum"], 100, "{timeout}");
+        assert_eq!(timeout["maximum"], 5000, "{timeout}");
+    }
 }

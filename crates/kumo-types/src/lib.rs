@@ -10,8 +10,9 @@ mod names;
 pub mod templates;
 
 pub use error::{ErrorBody, ErrorCode, ErrorDetail, SourceLocation};
-pub use limits::{Limits, MAX_JSON_DEPTH, json_nested_deeper_than};
+pub use limits::{Limits, MAX_JSON_DEPTH, SettingRange, json_nested_deeper_than};
 pub use names::{
+    ENV_KEY_MAX_LEN, ENV_KEY_PATTERN, EnvKey, NAME_MAX_LEN, NAME_PATTERN, Name,
     validate_entrypoint, validate_env_key, validate_handler, validate_name, validate_relative_path,
 };
 
@@ -30,7 +31,9 @@ pub struct Page<T> {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
+    #[schema(max_length = 128, examples("admin"))]
     pub username: String,
+    #[schema(max_length = 1024)]
     pub password: String,
 }
 
@@ -73,8 +76,9 @@ pub struct Me {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
-    /// A label to recognise the token by.
+    /// A label to recognise the token by (default `api`).
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 64, examples("ci"))]
     pub name: Option<String>,
 }
 
@@ -92,14 +96,17 @@ pub struct ApiToken {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateProject {
+    #[schema(value_type = Name)]
     pub name: String,
     #[serde(default)]
+    #[schema(max_length = 1024)]
     pub description: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateProject {
+    #[schema(max_length = 1024)]
     pub description: Option<String>,
     /// CORS settings for the project's public endpoints; `null` removes
     /// them, absent leaves them as they are.
@@ -123,6 +130,7 @@ where
 #[serde(deny_unknown_fields)]
 pub struct Cors {
     /// Origins allowed, like `https://app.example.com`, or `*` for any.
+    #[schema(min_items = 1, examples("https://app.example.com"))]
     pub allowed_origins: Vec<String>,
     /// Methods a cross-origin request may use (default: GET, HEAD, POST).
     #[serde(default)]
@@ -197,11 +205,15 @@ pub struct Route {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRoute {
-    /// `GET`, `POST`, `PUT`, `PATCH`, `DELETE`, `HEAD`, `OPTIONS` or `ANY`.
+    /// `GET`, `POST`, `PUT`, `PATCH`, `DELETE`, `HEAD`, `OPTIONS` or `ANY`
+    /// (in any case; `*` is `ANY`).
+    #[schema(examples("GET"))]
     pub method: String,
     /// Like `/users/:id` or `/files/*rest`.
+    #[schema(examples("/users/:id"))]
     pub path: String,
     /// A function of the project.
+    #[schema(value_type = Name)]
     pub function: String,
 }
 
@@ -220,6 +232,7 @@ pub struct EnvVar {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PutEnvVar {
+    #[schema(examples("https://api.example.com"))]
     pub value: String,
     /// Encrypt it at rest and never show it again (default `false`).
     #[serde(default)]
@@ -353,8 +366,11 @@ impl DeployQuery {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateFunction {
+    #[schema(value_type = Name)]
     pub name: String,
+    /// `python` (default), `node` or `custom`.
     #[serde(default)]
+    #[schema(examples("python"))]
     pub runtime: Option<String>,
     #[serde(flatten)]
     pub settings: FunctionSettings,
@@ -426,19 +442,43 @@ pub struct Instances {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeployRequest {
-    /// `python` (default).
+    /// `python` (default), `node` or `custom`.
     #[serde(default)]
+    #[schema(examples("python"))]
     pub runtime: Option<String>,
-    /// The file that holds the handler; default `main.py`.
+    /// The file that holds the handler; default `main.py` (`index.js` for
+    /// node).
     #[serde(default)]
+    #[schema(examples("main.py"))]
     pub entrypoint: Option<String>,
     /// The handler's name in the entrypoint; default `handler`.
     #[serde(default)]
+    #[schema(examples("handler"))]
     pub handler: Option<String>,
     /// Path → file contents (UTF-8 text).
+    #[schema(schema_with = files_schema)]
     pub files: std::collections::BTreeMap<String, String>,
     #[serde(flatten)]
     pub settings: FunctionSettings,
+}
+
+/// The schema of [`DeployRequest::files`], with an example that deploys.
+fn files_schema() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .description(Some(
+            "Path → file contents (UTF-8 text). Paths are relative and `/`-separated, \
+             without empty, `.` or `..` segments, at most 255 bytes.",
+        ))
+        .property_names(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1)),
+        ))
+        .additional_properties(Some(ObjectBuilder::new().schema_type(Type::String)))
+        .examples([serde_json::json!({"main.py": "def handler(event):\n    return event\n"})])
+        .build()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -72,6 +72,49 @@ impl Default for Limits {
     }
 }
 
+/// One function setting's allowed values, as the server checks them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SettingRange {
+    /// The field's name in [`FunctionSettings`](crate::FunctionSettings).
+    pub name: &'static str,
+    pub min: u64,
+    pub max: u64,
+    /// What a new function gets when the field is absent.
+    pub default: u64,
+}
+
+impl Limits {
+    /// The range of each numeric function setting under these caps: what
+    /// the server accepts, and what its API document says.
+    pub fn setting_ranges(&self) -> [SettingRange; 6] {
+        const MIB: u64 = 1024 * 1024;
+        let range = |name, min, max, default| SettingRange {
+            name,
+            min,
+            max,
+            default,
+        };
+        [
+            range("timeout_ms", 100, self.max_timeout_ms, self.timeout_ms),
+            range("memory_mb", 16, self.max_memory_mb, self.memory_mb),
+            range("concurrency", 1, self.max_concurrency, self.concurrency),
+            range(
+                "cpu_millicores",
+                10,
+                self.max_cpu_millicores,
+                self.cpu_millicores,
+            ),
+            range("pids", 8, self.max_pids, self.pids),
+            range("tmp_mb", 1, self.max_tmp_bytes / MIB, self.tmp_bytes / MIB),
+        ]
+    }
+
+    /// The range of the setting `name`.
+    pub fn setting_range(&self, name: &str) -> Option<SettingRange> {
+        self.setting_ranges().into_iter().find(|r| r.name == name)
+    }
+}
+
 /// How deeply an event or an output may nest arrays and objects. Both
 /// runners and the host's JSON reader (which gives up at 128) handle this
 /// depth, with room for the envelopes the value travels in.

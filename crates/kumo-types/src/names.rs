@@ -1,4 +1,75 @@
-//! Validation of names and paths that users choose.
+//! Validation of names and paths that users choose, and the same rules
+//! as JSON Schema for the API's document.
+
+use std::borrow::Cow;
+
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+
+/// The longest project or function name.
+pub const NAME_MAX_LEN: usize = 63;
+
+/// [`validate_name`] as a regular expression (ECMA-262, as JSON Schema's
+/// `pattern`).
+pub const NAME_PATTERN: &str = "^[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?$";
+
+/// The longest environment variable name.
+pub const ENV_KEY_MAX_LEN: usize = 128;
+
+/// [`validate_env_key`] as a regular expression (ECMA-262; the reserved
+/// names are refused with look-aheads).
+pub const ENV_KEY_PATTERN: &str =
+    "^(?!KUMO_)(?!(?:PATH|HOME|TMPDIR)$)[A-Za-z_][A-Za-z0-9_]{0,127}$";
+
+/// The schema of a project or function name (`Name` in the document).
+pub struct Name;
+
+impl utoipa::PartialSchema for Name {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(
+                "A project or function name: 1 to 63 characters of `a-z`, `0-9` and `-`, \
+                 starting with a letter, not ending with `-`.",
+            ))
+            .min_length(Some(1))
+            .max_length(Some(NAME_MAX_LEN))
+            .pattern(Some(NAME_PATTERN))
+            .examples(["hello"])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Name {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("Name")
+    }
+}
+
+/// The schema of an environment variable's name (`EnvKey` in the document).
+pub struct EnvKey;
+
+impl utoipa::PartialSchema for EnvKey {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(
+                "An environment variable's name: a letter or `_`, then letters, digits and `_`, \
+                 at most 128 characters; not `KUMO_…`, `PATH`, `HOME` or `TMPDIR`, which Kumo sets.",
+            ))
+            .min_length(Some(1))
+            .max_length(Some(ENV_KEY_MAX_LEN))
+            .pattern(Some(ENV_KEY_PATTERN))
+            .examples(["API_URL"])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for EnvKey {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("EnvKey")
+    }
+}
 
 /// Project and function names: DNS-label style, 1–63 characters of
 /// `a-z`, `0-9` and `-`, starting with a letter, not ending with `-`.
@@ -7,7 +78,7 @@ pub fn validate_name(kind: &str, name: &str) -> Result<(), String> {
     if name.is_empty() {
         return bad("must not be empty");
     }
-    if name.len() > 63 {
+    if name.len() > NAME_MAX_LEN {
         return bad("must be at most 63 characters");
     }
     if !name
@@ -31,7 +102,7 @@ pub fn validate_name(kind: &str, name: &str) -> Result<(), String> {
 /// (`LD_…`, `PYTHON…`, `NODE_OPTIONS`, …).
 pub fn validate_env_key(key: &str) -> Result<(), String> {
     let bad = |why: &str| Err(format!("invalid variable name '{}': {why}", preview(key)));
-    if key.is_empty() || key.len() > 128 {
+    if key.is_empty() || key.len() > ENV_KEY_MAX_LEN {
         return bad("use 1 to 128 characters");
     }
     if !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {

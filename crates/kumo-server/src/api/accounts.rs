@@ -18,13 +18,18 @@ use crate::error::{ApiError, ApiResult};
 
 /// Exchanges a user name and password for a new API token.
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "accounts", request_body = LoginRequest,
-    responses((status = 200, body = TokenResponse), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
+    responses((status = 200, body = TokenResponse),
+        (status = 400, body = ErrorBody, description = "not a JSON body of this shape, or a name or password too long"),
+        (status = 401, body = ErrorBody, description = "wrong user name or password"),
+        (status = 413, body = ErrorBody),
+        (status = 429, body = ErrorBody, description = "too many failed logins for this user from this address; see Retry-After")))]
 pub(crate) async fn login(
     AxState(state): AxState<State>,
     ConnectInfo(client): ConnectInfo<std::net::SocketAddr>,
     Json(req): Json<LoginRequest>,
 ) -> ApiResult<axum::Json<TokenResponse>> {
-    if req.username.len() > 128 || req.password.len() > 1024 {
+    // Characters, as the document's `maxLength` counts them.
+    if req.username.chars().count() > 128 || req.password.chars().count() > 1024 {
         return Err(ApiError::bad_request("user name or password too long"));
     }
     let user = state
@@ -131,7 +136,7 @@ pub(crate) async fn end_session(
 
 /// The caller.
 #[utoipa::path(get, path = "/api/v1/me", tag = "accounts", security(("token" = [])),
-    responses((status = 200, body = Me), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = Me)))]
 pub(crate) async fn me(user: Authed) -> axum::Json<Me> {
     axum::Json(Me {
         id: user.user_id,
@@ -142,7 +147,7 @@ pub(crate) async fn me(user: Authed) -> axum::Json<Me> {
 
 /// The caller's API tokens (never their secrets).
 #[utoipa::path(get, path = "/api/v1/tokens", tag = "accounts", security(("token" = [])),
-    responses((status = 200, body = Page<ApiToken>), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = Page<ApiToken>)))]
 pub(crate) async fn list_tokens(
     AxState(state): AxState<State>,
     user: Authed,
@@ -161,9 +166,13 @@ pub(crate) async fn list_tokens(
     Ok(axum::Json(Page { items, next: None }))
 }
 
-/// Creates an API token; the response is the only time it is shown.
-#[utoipa::path(post, path = "/api/v1/tokens", tag = "accounts", security(("token" = [])), request_body = CreateToken,
-    responses((status = 201, body = TokenResponse), (status = 401, body = ErrorBody)))]
+/// Creates an API token; the response is the only time it is shown. The
+/// body is optional: without one the token is named `api`.
+#[utoipa::path(post, path = "/api/v1/tokens", tag = "accounts", security(("token" = [])),
+    request_body(content = Option<CreateToken>, description = "optional; an empty body is `{}`"),
+    responses((status = 201, body = TokenResponse),
+        (status = 400, body = ErrorBody, description = "not a JSON body of this shape, or a bad name"),
+        (status = 413, body = ErrorBody)))]
 pub(crate) async fn create_token(
     AxState(state): AxState<State>,
     user: Authed,
@@ -175,7 +184,7 @@ pub(crate) async fn create_token(
         parse_json(&body)?
     };
     let name = req.name.unwrap_or_else(|| "api".into());
-    if name.is_empty() || name.len() > 64 {
+    if name.is_empty() || name.chars().count() > 64 {
         return Err(ApiError::bad_request(
             "token name must be 1 to 64 characters",
         ));
@@ -199,7 +208,7 @@ pub(crate) async fn create_token(
 /// Revokes one of the caller's tokens.
 #[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "accounts", security(("token" = [])),
     params(("id" = String, Path, description = "token id")),
-    responses((status = 204), (status = 404, body = ErrorBody)))]
+    responses((status = 204, description = "revoked"), (status = 404, body = ErrorBody)))]
 pub(crate) async fn delete_token(
     AxState(state): AxState<State>,
     user: Authed,

@@ -33,7 +33,7 @@ fn to_api(row: EnvVarRow) -> EnvVar {
 
 /// Lists a project's variables (secrets masked).
 #[utoipa::path(get, path = "/api/v1/projects/{project}/env", tag = "env", security(("token" = [])),
-    params(("project" = String, Path)),
+    params(("project" = kumo_types::Name, Path)),
     responses((status = 200, body = Page<EnvVar>), (status = 404, body = ErrorBody)))]
 pub(crate) async fn list(
     AxState(state): AxState<State>,
@@ -50,7 +50,7 @@ pub(crate) async fn list(
 
 /// One variable (a secret reads back as `***`).
 #[utoipa::path(get, path = "/api/v1/projects/{project}/env/{key}", tag = "env", security(("token" = [])),
-    params(("project" = String, Path), ("key" = String, Path)),
+    params(("project" = kumo_types::Name, Path), ("key" = kumo_types::EnvKey, Path)),
     responses((status = 200, body = EnvVar), (status = 404, body = ErrorBody)))]
 pub(crate) async fn get(
     AxState(state): AxState<State>,
@@ -72,9 +72,11 @@ pub(crate) async fn get(
 
 /// Sets a variable (`{"value", "secret"}`); new calls see it.
 #[utoipa::path(put, path = "/api/v1/projects/{project}/env/{key}", tag = "env", security(("token" = [])),
-    params(("project" = String, Path), ("key" = String, Path)), request_body = PutEnvVar,
+    params(("project" = kumo_types::Name, Path), ("key" = kumo_types::EnvKey, Path)), request_body = PutEnvVar,
     responses((status = 200, body = EnvVar, description = "changed"), (status = 201, body = EnvVar, description = "created"),
-        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)))]
+        (status = 400, body = ErrorBody, description = "not a JSON body of this shape, an invalid name, or a value with NUL"),
+        (status = 404, body = ErrorBody),
+        (status = 413, body = ErrorBody, description = "the value, or the project's variables together, or their number, over the limit")))]
 pub(crate) async fn put(
     AxState(state): AxState<State>,
     user: Authed,
@@ -157,8 +159,8 @@ pub(crate) async fn put(
 
 /// Removes a variable; new calls no longer see it.
 #[utoipa::path(delete, path = "/api/v1/projects/{project}/env/{key}", tag = "env", security(("token" = [])),
-    params(("project" = String, Path), ("key" = String, Path)),
-    responses((status = 204), (status = 404, body = ErrorBody)))]
+    params(("project" = kumo_types::Name, Path), ("key" = kumo_types::EnvKey, Path)),
+    responses((status = 204, description = "removed"), (status = 404, body = ErrorBody)))]
 pub(crate) async fn remove(
     AxState(state): AxState<State>,
     user: Authed,

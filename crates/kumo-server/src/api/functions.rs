@@ -135,38 +135,26 @@ fn merge_settings(
     given: &FunctionSettings,
     limits: &Limits,
 ) -> ApiResult<FunctionSettingsRow> {
-    fn within(name: &str, value: u64, min: u64, max: u64) -> ApiResult<i64> {
-        if value < min || value > max {
+    // The ranges are those the API document states (`Limits::setting_ranges`).
+    let within = |name: &str, value: Option<u64>| -> ApiResult<Option<i64>> {
+        let Some(value) = value else { return Ok(None) };
+        let range = limits.setting_range(name).ok_or_else(|| {
+            ApiError::internal("checking settings", format!("no range for {name}"))
+        })?;
+        if value < range.min || value > range.max {
             return Err(invalid(format!(
-                "{name} must be from {min} to {max}, got {value}"
+                "{name} must be from {} to {}, got {value}",
+                range.min, range.max
             )));
         }
-        Ok(i64::try_from(value).unwrap_or(i64::MAX))
-    }
-    let timeout = given
-        .timeout_ms
-        .map(|v| within("timeout_ms", v, 100, limits.max_timeout_ms))
-        .transpose()?;
-    let memory = given
-        .memory_mb
-        .map(|v| within("memory_mb", v, 16, limits.max_memory_mb))
-        .transpose()?;
-    let concurrency = given
-        .concurrency
-        .map(|v| within("concurrency", v, 1, limits.max_concurrency))
-        .transpose()?;
-    let cpu = given
-        .cpu_millicores
-        .map(|v| within("cpu_millicores", v, 10, limits.max_cpu_millicores))
-        .transpose()?;
-    let pids = given
-        .pids
-        .map(|v| within("pids", v, 8, limits.max_pids))
-        .transpose()?;
-    let tmp_mb = given
-        .tmp_mb
-        .map(|v| within("tmp_mb", v, 1, limits.max_tmp_bytes / (1024 * 1024)))
-        .transpose()?;
+        Ok(Some(i64::try_from(value).unwrap_or(i64::MAX)))
+    };
+    let timeout = within("timeout_ms", given.timeout_ms)?;
+    let memory = within("memory_mb", given.memory_mb)?;
+    let concurrency = within("concurrency", given.concurrency)?;
+    let cpu = within("cpu_millicores", given.cpu_millicores)?;
+    let pids = within("pids", given.pids)?;
+    let tmp_mb = within("tmp_mb", given.tmp_mb)?;
     let default = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
     Ok(FunctionSettingsRow {
         runtime: runtime
@@ -201,8 +189,8 @@ fn merge_settings(
 
 /// Lists a project's functions.
 #[utoipa::path(get, path = "/api/v1/projects/{project}/functions", tag = "functions", security(("token" = [])),
-    params(("project" = String, Path), PageQuery),
-    responses((status = 200, body = Page<Function>), (status = 404, body = ErrorBody)))]
+    params(("project" = kumo_types::Name, Path), PageQuery),
+    responses((status = 200, body = Page<Function>), (status = 400, body = ErrorBody, description = "an unknown query parameter, or a value out of range"), (status = 404, body = ErrorBody)))]
 pub(crate) async fn list(
     AxState(state): AxState<State>,
     user: Authed,
@@ -228,8 +216,12 @@ pub(crate) async fn list(
 
 /// Creates a function without code (deploying creates it too).
 #[utoipa::path(post, path = "/api/v1/projects/{project}/functions", tag = "functions", security(("token" = [])),
-    params(("project" = String, Path)), request_body = CreateFunction,
-    responses((status = 201, body = Function), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    params(("project" = kumo_types::Name, Path)), request_body = CreateFunction,
+    responses((status = 201, body = Function),
+        (status = 400, body = ErrorBody, description = "not a JSON body of this shape, an invalid name, an unknown runtime, or a setting out of range"),
+        (status = 404, body = ErrorBody, description = "no such project"),
+        (status = 409, body = ErrorBody, description = "the project has a function of this name"),
+        (status = 413, body = ErrorBody)))]
 pub(crate) async fn create(
     AxState(state): AxState<State>,
     user: Authed,
@@ -252,7 +244,7 @@ pub(crate) async fn create(
 
 /// One function, with its active version and URL.
 #[utoipa::path(get, path = "/api/v1/projects/{project}/functions/{function}", tag = "functions", security(("token" = [])),
-    params(("project" = String, Path), ("function" = String, Path)),
+    params(("project" = kumo_types::Name, Path), ("function" = kumo_types::Name, Path)),
     responses((status = 200, body = Function), (status = 404, body = ErrorBody)))]
 pub(crate) async fn get(
     AxState(state): AxState<State>,
@@ -266,8 +258,10 @@ pub(crate) async fn get(
 
 /// Changes a function's settings; new calls get instances with them.
 #[utoipa::path(patch, path = "/api/v1/projects/{project}/functions/{function}", tag = "functions", security(("token" = [])),
-    params(("project" = String, Path), ("function" = String, Path)), request_body = FunctionSettings,
-    responses((status = 200, body = Function), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    params(("project" = kumo_types::Name, Path), ("function" = kumo_types::Name, Path)), request_body = FunctionSettings,
+    responses((status = 200, body = Function),
+        (status = 400, body = ErrorBody, description = "not a JSON body of this shape, or a setting out of range"),
+        (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)))]
 pub(crate) async fn update(
     AxState(state): AxState<State>,
     user: Authed,
@@ -288,8 +282,8 @@ pub(crate) async fn update(
 
 /// Deletes a function with its versions and runs.
 #[utoipa::path(delete, path = "/api/v1/projects/{project}/functions/{function}", tag = "functions", security(("token" = [])),
-    params(("project" = String, Path), ("function" = String, Path)),
-    responses((status = 204), (status = 404, body = ErrorBody)))]
+    params(("project" = kumo_types::Name, Path), ("function" = kumo_types::Name, Path)),
+    responses((status = 204, description = "deleted"), (status = 404, body = ErrorBody)))]
 pub(crate) async fn remove(
     AxState(state): AxState<State>,
     user: Authed,
@@ -307,17 +301,23 @@ pub(crate) async fn remove(
 /// function if absent; the new version is active when this returns, or,
 /// when it has dependencies not installed yet, once they are.
 #[utoipa::path(post, path = "/api/v1/projects/{project}/functions/{function}/deployments", tag = "functions",
-    security(("token" = [])), params(("project" = String, Path), ("function" = String, Path), DeployQuery),
+    security(("token" = [])), params(("project" = kumo_types::Name, Path), ("function" = kumo_types::Name, Path), DeployQuery),
     request_body(content(
         (DeployRequest = "application/json"),
-        (Vec<u8> = "application/gzip")
-    )),
+        (String = "application/gzip"),
+        (String = "application/x-gzip"),
+        (String = "application/x-tar+gzip"),
+        (String = "application/x-compressed-tar"),
+        (String = "application/octet-stream")
+    ), description = "JSON (also without a Content-Type), or a `.tar.gz` of the files with the settings in the query string"),
     responses(
         (status = 201, body = DeployResponse, description = "a new version is active"),
         (status = 202, body = DeployResponse, description = "a new version is installing its dependencies; it becomes active when they are installed and the code loads (see the deployment's status)"),
         (status = 200, body = DeployResponse, description = "the code is unchanged; no new version"),
-        (status = 400, body = ErrorBody, description = "invalid files, names or syntax"),
-        (status = 413, body = ErrorBody)))]
+        (status = 400, body = ErrorBody, description = "not a body of this shape, an unknown query parameter, invalid names, files or settings, or code that does not compile or load"),
+        (status = 404, body = ErrorBody, description = "the project belongs to someone else"),
+        (status = 413, body = ErrorBody, description = "the body or the unpacked files are larger than a deployment may be"),
+        (status = 415, body = ErrorBody, description = "neither JSON nor a .tar.gz")))]
 pub(crate) async fn deploy(
     AxState(state): AxState<State>,
     user: Authed,
@@ -760,8 +760,10 @@ async fn store_files(state: &State, files: Vec<UploadFile>) -> ApiResult<Manifes
 
 /// Lists a function's versions, newest first.
 #[utoipa::path(get, path = "/api/v1/projects/{project}/functions/{function}/deployments", tag = "functions",
-    security(("token" = [])), params(("project" = String, Path), ("function" = String, Path), PageQuery),
-    responses((status = 200, body = Page<Deployment>), (status = 404, body = ErrorBody)))]
+    security(("token" = [])), params(("project" = kumo_types::Name, Path), ("function" = kumo_types::Name, Path), PageQuery),
+    responses((status = 200, body = Page<Deployment>),
+        (status = 400, body = ErrorBody, description = "an unknown query parameter, a limit out of range, or a cursor that is not a version"),
+        (status = 404, body = ErrorBody)))]
 pub(crate) async fn list_deployments(
     AxState(state): AxState<State>,
     user: Authed,
@@ -797,8 +799,10 @@ pub(crate) async fn list_deployments(
 /// One version, with its build log.
 #[utoipa::path(get, path = "/api/v1/projects/{project}/functions/{function}/deployments/{version}",
     tag = "functions", security(("token" = [])),
-    params(("project" = String, Path), ("function" = String, Path), ("version" = i64, Path)),
-    responses((status = 200, body = Deployment), (status = 404, body = ErrorBody)))]
+    params(("project" = kumo_types::Name, Path), ("function" = kumo_types::Name, Path), ("version" = i64, Path, minimum = 1)),
+    responses((status = 200, body = Deployment),
+        (status = 400, body = ErrorBody, description = "the version is not a number"),
+        (status = 404, body = ErrorBody)))]
 pub(crate) async fn get_deployment(
     AxState(state): AxState<State>,
     user: Authed,
@@ -836,9 +840,10 @@ async fn version_of(
 /// (`202`; it becomes active when the build succeeds).
 #[utoipa::path(post, path = "/api/v1/projects/{project}/functions/{function}/deployments/{version}/activate",
     tag = "functions", security(("token" = [])),
-    params(("project" = String, Path), ("function" = String, Path), ("version" = i64, Path)),
+    params(("project" = kumo_types::Name, Path), ("function" = kumo_types::Name, Path), ("version" = i64, Path, minimum = 1)),
     responses((status = 200, body = Function, description = "the version is active"),
         (status = 202, body = Function, description = "its dependencies are being installed again; it becomes active when they are"),
+        (status = 400, body = ErrorBody, description = "the version is not a number"),
         (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "the version is still building, or failed")))]
 pub(crate) async fn activate(
@@ -901,7 +906,9 @@ pub(crate) async fn activate(
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct MetricsQuery {
-    /// How far back: `15m`, `1h` (default), `6h`, `24h`… up to 24 hours.
+    /// How far back: `15m`, `1h` (default), `6h`, `24h`… from 1 minute
+    /// to 24 hours (a plain number is milliseconds).
+    #[param(pattern = "^[0-9]+(?:ms|s|m|h|d)?$")]
     pub(crate) window: Option<String>,
 }
 
@@ -909,8 +916,10 @@ pub(crate) struct MetricsQuery {
 /// percentiles, CPU time and peak memory over a window, in one-minute
 /// points (since the server started; the last 24 hours at most).
 #[utoipa::path(get, path = "/api/v1/projects/{project}/functions/{function}/metrics", tag = "functions",
-    security(("token" = [])), params(("project" = String, Path), ("function" = String, Path), MetricsQuery),
-    responses((status = 200, body = kumo_types::FunctionMetrics), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    security(("token" = [])), params(("project" = kumo_types::Name, Path), ("function" = kumo_types::Name, Path), MetricsQuery),
+    responses((status = 200, body = kumo_types::FunctionMetrics),
+        (status = 400, body = ErrorBody, description = "an unknown query parameter, or a window that is not from 1m to 24h"),
+        (status = 404, body = ErrorBody)))]
 pub(crate) async fn metrics(
     AxState(state): AxState<State>,
     user: Authed,
@@ -940,8 +949,10 @@ pub(crate) async fn metrics(
 /// `kumo pull` writes them back.
 #[utoipa::path(get, path = "/api/v1/projects/{project}/functions/{function}/deployments/{version}/files",
     tag = "functions", security(("token" = [])),
-    params(("project" = String, Path), ("function" = String, Path), ("version" = i64, Path)),
-    responses((status = 200, content_type = "application/gzip", description = "the files"), (status = 404, body = ErrorBody)))]
+    params(("project" = kumo_types::Name, Path), ("function" = kumo_types::Name, Path), ("version" = i64, Path, minimum = 1)),
+    responses((status = 200, body = String, content_type = "application/gzip", description = "the files"),
+        (status = 400, body = ErrorBody, description = "the version is not a number"),
+        (status = 404, body = ErrorBody)))]
 pub(crate) async fn files(
     AxState(state): AxState<State>,
     user: Authed,

@@ -32,11 +32,14 @@ const FOLLOW_TAIL: i64 = 100;
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct LogsQuery {
-    /// Only lines printed this long ago or later: `30s`, `15m`, `1h`, `2d`.
+    /// Only lines printed this long ago or later: `30s`, `15m`, `1h`, `2d`
+    /// (a plain number is milliseconds).
+    #[param(pattern = "^[0-9]+(?:ms|s|m|h|d)?$")]
     pub(crate) since: Option<String>,
     /// Only this run's lines.
     pub(crate) run: Option<String>,
     /// Most lines to return, 1–5000 (default 500; not with `follow`).
+    #[param(minimum = 1, maximum = 5000)]
     pub(crate) limit: Option<usize>,
     /// Only lines after this id (a previous answer's `next`).
     pub(crate) after: Option<i64>,
@@ -59,9 +62,11 @@ fn to_api(row: LogLineRow) -> LogLine {
 /// server-sent event stream of them (`event: log`, `id:` the line's id,
 /// `data:` the line as JSON), resumable with `Last-Event-ID`.
 #[utoipa::path(get, path = "/api/v1/projects/{project}/functions/{function}/logs", tag = "runs",
-    security(("token" = [])), params(("project" = String, Path), ("function" = String, Path), LogsQuery),
-    responses((status = 200, body = Page<LogLine>, description = "the lines; with follow=true, a text/event-stream of them"),
-        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    security(("token" = [])), params(("project" = kumo_types::Name, Path), ("function" = kumo_types::Name, Path), LogsQuery),
+    responses((status = 200, description = "the lines; with follow=true, a text/event-stream of them",
+            content((Page<LogLine> = "application/json"), (String = "text/event-stream"))),
+        (status = 400, body = ErrorBody, description = "an unknown query parameter, a value out of range, limit with follow, or a bad Last-Event-ID"),
+        (status = 404, body = ErrorBody)))]
 pub(crate) async fn logs(
     AxState(state): AxState<State>,
     user: Authed,

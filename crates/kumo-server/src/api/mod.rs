@@ -220,6 +220,7 @@ pub(crate) struct PageQuery {
     /// The `next` value of the previous page.
     pub(crate) cursor: Option<String>,
     /// Items per page, 1–500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub(crate) limit: Option<i64>,
 }
 

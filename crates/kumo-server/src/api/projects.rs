@@ -34,9 +34,10 @@ pub(crate) async fn find(state: &State, user: &Authed, name: &str) -> ApiResult<
 }
 
 fn check_description(description: &str) -> ApiResult<()> {
-    if description.len() > 1024 {
+    // Characters, as the document's `maxLength` counts them.
+    if description.chars().count() > 1024 {
         return Err(ApiError::bad_request(
-            "description must be at most 1024 bytes",
+            "description must be at most 1024 characters",
         ));
     }
     Ok(())
@@ -44,7 +45,8 @@ fn check_description(description: &str) -> ApiResult<()> {
 
 /// Lists the caller's projects.
 #[utoipa::path(get, path = "/api/v1/projects", tag = "projects", security(("token" = [])), params(PageQuery),
-    responses((status = 200, body = Page<Project>), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = Page<Project>),
+        (status = 400, body = ErrorBody, description = "an unknown query parameter, or a limit out of range")))]
 pub(crate) async fn list(
     AxState(state): AxState<State>,
     user: Authed,
@@ -66,7 +68,10 @@ pub(crate) async fn list(
 
 /// Creates a project.
 #[utoipa::path(post, path = "/api/v1/projects", tag = "projects", security(("token" = [])), request_body = CreateProject,
-    responses((status = 201, body = Project), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 201, body = Project),
+        (status = 400, body = ErrorBody, description = "not a JSON body of this shape, an invalid name, or a description too long"),
+        (status = 409, body = ErrorBody, description = "the name is taken"),
+        (status = 413, body = ErrorBody)))]
 pub(crate) async fn create(
     AxState(state): AxState<State>,
     user: Authed,
@@ -84,7 +89,7 @@ pub(crate) async fn create(
 
 /// One project.
 #[utoipa::path(get, path = "/api/v1/projects/{project}", tag = "projects", security(("token" = [])),
-    params(("project" = String, Path)),
+    params(("project" = kumo_types::Name, Path)),
     responses((status = 200, body = Project), (status = 404, body = ErrorBody)))]
 pub(crate) async fn get(
     AxState(state): AxState<State>,
@@ -96,8 +101,10 @@ pub(crate) async fn get(
 
 /// Changes a project's description or CORS settings.
 #[utoipa::path(patch, path = "/api/v1/projects/{project}", tag = "projects", security(("token" = [])),
-    params(("project" = String, Path)), request_body = UpdateProject,
-    responses((status = 200, body = Project), (status = 404, body = ErrorBody)))]
+    params(("project" = kumo_types::Name, Path)), request_body = UpdateProject,
+    responses((status = 200, body = Project),
+        (status = 400, body = ErrorBody, description = "not a JSON body of this shape, a description too long, or invalid CORS settings"),
+        (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)))]
 pub(crate) async fn update(
     AxState(state): AxState<State>,
     user: Authed,
@@ -136,8 +143,8 @@ pub(crate) async fn update(
 
 /// Deletes a project with all its functions, versions and runs.
 #[utoipa::path(delete, path = "/api/v1/projects/{project}", tag = "projects", security(("token" = [])),
-    params(("project" = String, Path)),
-    responses((status = 204), (status = 404, body = ErrorBody)))]
+    params(("project" = kumo_types::Name, Path)),
+    responses((status = 204, description = "deleted"), (status = 404, body = ErrorBody)))]
 pub(crate) async fn remove(
     AxState(state): AxState<State>,
     user: Authed,

@@ -46,7 +46,7 @@ fn parse_method(method: &str) -> ApiResult<(String, Option<Method>)> {
 
 /// Lists a project's routes.
 #[utoipa::path(get, path = "/api/v1/projects/{project}/routes", tag = "routes", security(("token" = [])),
-    params(("project" = String, Path)),
+    params(("project" = kumo_types::Name, Path)),
     responses((status = 200, body = Page<Route>), (status = 404, body = ErrorBody)))]
 pub(crate) async fn list(
     AxState(state): AxState<State>,
@@ -68,9 +68,12 @@ pub(crate) async fn list(
 /// naming that route; an invalid pattern or method, or a function the
 /// project does not have, is a 400.
 #[utoipa::path(post, path = "/api/v1/projects/{project}/routes", tag = "routes", security(("token" = [])),
-    params(("project" = String, Path)), request_body = CreateRoute,
-    responses((status = 201, body = Route), (status = 400, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    params(("project" = kumo_types::Name, Path)), request_body = CreateRoute,
+    responses((status = 201, body = Route),
+        (status = 400, body = ErrorBody, description = "not a JSON body of this shape, an invalid method or pattern, or no such function"),
+        (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "the route clashes with another"),
+        (status = 413, body = ErrorBody, description = "the body is too large, or the project has as many routes as it may")))]
 pub(crate) async fn create(
     AxState(state): AxState<State>,
     user: Authed,
@@ -141,8 +144,8 @@ pub(crate) async fn create(
 
 /// Removes a route.
 #[utoipa::path(delete, path = "/api/v1/projects/{project}/routes/{id}", tag = "routes", security(("token" = [])),
-    params(("project" = String, Path), ("id" = String, Path)),
-    responses((status = 204), (status = 404, body = ErrorBody)))]
+    params(("project" = kumo_types::Name, Path), ("id" = String, Path)),
+    responses((status = 204, description = "removed"), (status = 404, body = ErrorBody)))]
 pub(crate) async fn remove(
     AxState(state): AxState<State>,
     user: Authed,

@@ -96,16 +96,20 @@ pub(crate) struct InvokeQuery {
     pub(crate) is_async: Option<bool>,
 }
 
-/// Calls a function with a JSON event. The answer has the run's status,
-/// output and logs; a failing handler is still a `200` with
-/// `status: "failed"`.
+/// Calls a function with a JSON event (an empty body is the event `{}`,
+/// with or without `async`). The answer has the run's status, output and
+/// logs; a failing handler is still a `200` with `status: "failed"`.
 #[utoipa::path(post, path = "/api/v1/projects/{project}/functions/{function}/invoke", tag = "runs",
-    security(("token" = [])), params(("project" = String, Path), ("function" = String, Path), InvokeQuery),
-    request_body(content = Object, description = "the event (any JSON value)"),
+    security(("token" = [])), params(("project" = kumo_types::Name, Path), ("function" = kumo_types::Name, Path), InvokeQuery),
+    request_body(content = Option<serde_json::Value>, description = "the event: any JSON value; optional, an empty body is `{}`"),
     responses(
-        (status = 200, body = InvokeResponse), (status = 202, body = AsyncAccepted),
-        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 413, body = ErrorBody), (status = 429, body = ErrorBody)))]
+        (status = 200, body = InvokeResponse, description = "the run ended (whether or not it succeeded)"),
+        (status = 202, body = AsyncAccepted, description = "with `async=true`: the run is queued"),
+        (status = 400, body = ErrorBody, description = "the body is not JSON, or an unknown query parameter"),
+        (status = 404, body = ErrorBody, description = "no such function, or it has no active version"),
+        (status = 413, body = ErrorBody),
+        (status = 429, body = ErrorBody, description = "the function is at its concurrency limit; see Retry-After"),
+        (status = 503, body = ErrorBody, description = "the server is shutting down; see Retry-After")))]
 pub(crate) async fn invoke(
     AxState(state): AxState<State>,
     user: Authed,
@@ -182,6 +186,7 @@ pub(crate) struct RunsQuery {
     /// The `next` value of the previous page.
     pub(crate) cursor: Option<String>,
     /// Items per page, 1–500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub(crate) limit: Option<i64>,
     /// Only runs with this status.
     pub(crate) status: Option<RunStatus>,
@@ -189,8 +194,10 @@ pub(crate) struct RunsQuery {
 
 /// A function's runs, newest first.
 #[utoipa::path(get, path = "/api/v1/projects/{project}/functions/{function}/invocations", tag = "runs",
-    security(("token" = [])), params(("project" = String, Path), ("function" = String, Path), RunsQuery),
-    responses((status = 200, body = Page<Invocation>), (status = 404, body = ErrorBody)))]
+    security(("token" = [])), params(("project" = kumo_types::Name, Path), ("function" = kumo_types::Name, Path), RunsQuery),
+    responses((status = 200, body = Page<Invocation>),
+        (status = 400, body = ErrorBody, description = "an unknown query parameter, or a value out of range"),
+        (status = 404, body = ErrorBody)))]
 pub(crate) async fn list(
     AxState(state): AxState<State>,
     user: Authed,
@@ -260,8 +267,11 @@ pub(crate) async fn get(
 /// Runs a past run's input again on the active version. A run whose
 /// stored input was cut (over the server's stored cap) cannot be: `409`.
 #[utoipa::path(post, path = "/api/v1/invocations/{id}/replay", tag = "runs", security(("token" = [])),
-    params(("id" = String, Path)), responses((status = 200, body = InvokeResponse), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody)))]
+    params(("id" = String, Path)),
+    responses((status = 200, body = InvokeResponse), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "the stored input was cut; the run cannot be replayed"),
+        (status = 429, body = ErrorBody, description = "the function is at its concurrency limit; see Retry-After"),
+        (status = 503, body = ErrorBody, description = "the server is shutting down; see Retry-After")))]
 pub(crate) async fn replay(
     AxState(state): AxState<State>,
     user: Authed,

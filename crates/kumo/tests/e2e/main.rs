@@ -18,6 +18,7 @@
 //! - [`prewarm`]: pre-warmed sandboxes and the keep-alive;
 //! - [`retention`]: run history capped per run and held to byte budgets;
 //! - [`security`]: hostile functions and requests against the sandbox;
+//! - [`openapi`]: every operation of the OpenAPI document, answering as it says;
 //! - [`robustness`]: idle connections, and input libraries would choke on;
 //! - [`cli`]: the `kumo` command line, from `kumo init` to `kumo rm`;
 //! - [`dashboard`]: the dashboard's page and assets, templates, activity;
@@ -35,6 +36,7 @@ mod limits;
 mod logs;
 mod metrics;
 mod node;
+mod openapi;
 mod prewarm;
 mod retention;
 mod robustness;
