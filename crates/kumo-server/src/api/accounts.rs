@@ -57,7 +57,10 @@ const REMEMBERED_SESSION: std::time::Duration = std::time::Duration::from_secs(3
 /// token that requests changing something must send back.
 #[utoipa::path(post, path = "/api/v1/auth/session", tag = "accounts", request_body = SessionRequest,
     responses((status = 200, body = Session, headers(("set-cookie" = String, description = "the session cookie"))),
-        (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
+        (status = 400, body = ErrorBody, description = "not a JSON body of this shape, or a name or password too long"),
+        (status = 401, body = ErrorBody, description = "wrong user name or password"),
+        (status = 413, body = ErrorBody),
+        (status = 429, body = ErrorBody, description = "too many failed logins for this user from this address; see Retry-After")))]
 pub(crate) async fn start_session(
     AxState(state): AxState<State>,
     ConnectInfo(client): ConnectInfo<std::net::SocketAddr>,
@@ -96,7 +99,8 @@ pub(crate) async fn start_session(
 /// The browser session the cookie names, with its CSRF token (for a page
 /// that was reloaded).
 #[utoipa::path(get, path = "/api/v1/auth/session", tag = "accounts",
-    responses((status = 200, body = Session), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = Session),
+        (status = 401, body = ErrorBody, description = "no session cookie, or the session has ended")))]
 pub(crate) async fn get_session(
     AxState(state): AxState<State>,
     headers: HeaderMap,
@@ -116,8 +120,9 @@ pub(crate) async fn get_session(
 
 /// Signs the browser out: the session's token is revoked and the cookie
 /// cleared.
-#[utoipa::path(delete, path = "/api/v1/auth/session", tag = "accounts",
-    responses((status = 204), (status = 403, body = ErrorBody)))]
+#[utoipa::path(delete, path = "/api/v1/auth/session", tag = "accounts", security(("token" = [])),
+    responses((status = 204, headers(("set-cookie" = String, description = "the cleared cookie"))),
+        (status = 403, body = ErrorBody, description = "the session cookie came without its CSRF token")))]
 pub(crate) async fn end_session(
     AxState(state): AxState<State>,
     user: Authed,

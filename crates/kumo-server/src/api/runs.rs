@@ -161,8 +161,9 @@ pub(crate) async fn invoke(
 #[utoipa::path(post, path = "/api/v1/projects/{project}/functions/{function}/http", tag = "runs",
     security(("token" = [])), params(("project" = String, Path), ("function" = String, Path)),
     request_body = HttpCall,
-    responses((status = 200, body = HttpAnswer), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = HttpAnswer, description = "the function's answer, whatever its status (a 429 of a busy function included)"),
+        (status = 400, body = ErrorBody, description = "not a JSON body of this shape, or a method, header or base64 body that is not valid"),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)))]
 pub(crate) async fn http(
     AxState(state): AxState<State>,
     user: Authed,

@@ -304,6 +304,8 @@ const INVOCATION: &str = "/api/v1/invocations/{id}";
 const REPLAY: &str = "/api/v1/invocations/{id}/replay";
 const TOKENS: &str = "/api/v1/tokens";
 const TOKEN_ID: &str = "/api/v1/tokens/{id}";
+const SESSION: &str = "/api/v1/auth/session";
+const HTTP: &str = "/api/v1/projects/{project}/functions/{function}/http";
 
 /// The fixtures' path parameters.
 const SHOP: &[(&str, &str)] = &[
@@ -355,6 +357,42 @@ async fn every_operation_answers_as_the_document_says() {
         )
         .await;
     assert_eq!(resp.status, 400, "{}", resp.text());
+    // The dashboard's session: started, read back by its cookie, ended.
+    let started = c
+        .send(
+            s,
+            Method::POST,
+            SESSION,
+            s.public(Method::POST, SESSION)
+                .json(&json!({"username": "admin", "password": password})),
+        )
+        .await;
+    assert_eq!(started.status, 200, "{}", started.text());
+    let cookie = started
+        .header("set-cookie")
+        .and_then(|c| c.split(';').next().map(str::to_string))
+        .expect("a session cookie");
+    let read = c
+        .send(
+            s,
+            Method::GET,
+            SESSION,
+            s.public(Method::GET, SESSION)
+                .header(reqwest::header::COOKIE, &cookie),
+        )
+        .await;
+    assert_eq!(read.status, 200, "{}", read.text());
+    c.expect(s, (Method::GET, SESSION, SESSION), None, 401)
+        .await;
+    c.expect(
+        s,
+        (Method::POST, SESSION, SESSION),
+        Some(json!({"username": "admin", "password": "wrong"})),
+        401,
+    )
+    .await;
+    c.expect(s, (Method::DELETE, SESSION, SESSION), None, 204)
+        .await;
     // Failed logins are throttled (per user name and address).
     let mut throttled = false;
     for _ in 0..20 {
@@ -659,6 +697,26 @@ async fn every_operation_answers_as_the_document_says() {
             "/api/v1/projects/shop/functions/nope/invoke",
         ),
         None,
+        404,
+    )
+    .await;
+    c.expect(
+        s,
+        (Method::POST, HTTP, &at(HTTP)),
+        Some(json!({"method": "POST", "path": "/a", "query": "b=1", "headers": [["x-a", "1"]], "body": "hi"})),
+        200,
+    )
+    .await;
+    c.expect(s, (Method::POST, HTTP, &at(HTTP)), Some(json!({})), 200)
+        .await;
+    c.expect(
+        s,
+        (
+            Method::POST,
+            HTTP,
+            "/api/v1/projects/shop/functions/nope/http",
+        ),
+        Some(json!({})),
         404,
     )
     .await;
@@ -1011,7 +1069,7 @@ async fn bodies_made_from_the_document_are_accepted() {
         let fresh = |kind: &str| -> Map<String, Value> {
             let mut values = Map::new();
             match (method.as_str(), template.as_str()) {
-                ("POST", "/api/v1/auth/login") => {
+                ("POST", "/api/v1/auth/login") | ("POST", SESSION) => {
                     values.insert("username".into(), json!("admin"));
                     values.insert("password".into(), json!(password));
                 }
