@@ -30,8 +30,9 @@ let browser;
 /** Starts `kumo serve` on a free port with a fresh data directory. */
 async function startServer() {
   dataDir = mkdtempSync(path.join(tmpdir(), 'kumo-browser-'));
-  const env = { ...process.env, KUMO_BOOTSTRAP_TOKEN: TOKEN };
-  for (const k of ['KUMO_LISTEN', 'KUMO_DATA_DIR', 'KUMO_DATABASE_URL', 'KUMO_PUBLIC_URL']) delete env[k];
+  // None of the caller's KUMO_* settings reach the server: only ours.
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('KUMO_')));
+  env.KUMO_BOOTSTRAP_TOKEN = TOKEN;
   server = spawn(KUMO, ['serve', '--listen', '127.0.0.1:0', '--data-dir', path.join(dataDir, 'data'), '--drain-timeout-ms', '1000'], {
     env,
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -15,13 +15,10 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
-use crate::support::{TOKEN, TestServer, wait_for};
+use crate::support::{TOKEN, TestServer, clear_kumo_env, wait_for};
 
 /// Any one command; a deploy with no dependencies takes well under this.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// The command line's settings a test must not inherit.
-const CLI_ENV: &[&str] = &["KUMO_URL", "KUMO_TOKEN", "KUMO_CONFIG_DIR", "KUMO_PROJECT"];
 
 /// A user of the command line: a config directory of their own.
 struct User {
@@ -89,9 +86,7 @@ impl User {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        for var in CLI_ENV {
-            command.env_remove(var);
-        }
+        clear_kumo_env(&mut command);
         command.env("KUMO_CONFIG_DIR", self.config.path());
         for (k, v) in &self.env {
             command.env(k, v);
