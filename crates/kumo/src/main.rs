@@ -513,6 +513,14 @@ async fn client_command(project: Option<String>, command: Command) -> anyhow::Re
     Ok(true)
 }
 
+/// Colours in the server's log only on a terminal, and never when
+/// `NO_COLOR` is set (<https://no-color.org>): a log written to a file or
+/// a pipe stays plain text.
+fn log_colours() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -520,6 +528,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 .unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(log_colours())
         .init();
     let defaults = Config::default();
     let mut limits = defaults.limits.clone();

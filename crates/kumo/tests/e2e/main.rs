@@ -17,6 +17,7 @@
 //! - [`metrics`]: per-function metrics and Prometheus;
 //! - [`prewarm`]: pre-warmed sandboxes and the keep-alive;
 //! - [`security`]: hostile functions and requests against the sandbox;
+//! - [`serverlog`]: what the server writes to its log;
 //! - [`cli`]: the `kumo` command line, from `kumo init` to `kumo rm`;
 //! - [`dashboard`]: the dashboard's page and assets, templates, activity.
 
@@ -34,4 +35,5 @@ mod node;
 mod prewarm;
 mod routes;
 mod security;
+mod serverlog;
 mod support;

@@ -317,6 +317,11 @@ impl TestServer {
         self.dir.path().join("data")
     }
 
+    /// Everything the server has logged (its stderr) so far, over restarts.
+    pub(crate) fn log(&self) -> String {
+        std::fs::read_to_string(log_path(self.dir.path())).unwrap_or_default()
+    }
+
     /// The last lines of the server's log, for failure messages.
     pub(crate) fn log_tail(&self) -> String {
         let log = std::fs::read_to_string(log_path(self.dir.path())).unwrap_or_default();
