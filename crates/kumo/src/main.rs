@@ -352,9 +352,12 @@ fn main() -> anyhow::Result<()> {
                 Ok(true) => Ok(()),
                 Ok(false) => std::process::exit(1),
                 Err(e) => {
+                    // An error may quote a function's code or output.
+                    let why = format!("{e:#}");
                     anstream::eprintln!(
-                        "{} {e:#}",
-                        kumo_cli::output::paint(kumo_cli::output::BAD, "error:")
+                        "{} {}",
+                        kumo_cli::output::paint(kumo_cli::output::BAD, "error:"),
+                        kumo_cli::output::untrusted(&why)
                     );
                     std::process::exit(1)
                 }
