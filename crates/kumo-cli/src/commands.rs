@@ -418,15 +418,17 @@ pub async fn status(project: &str, function: &str, json: bool) -> anyhow::Result
         }));
     }
     let instances = f.instances.unwrap_or_default();
+    // The API's words: `busy` (serving calls), `idle` (waiting for the
+    // next); none at all is a function scaled to zero.
     let state = if instances.busy > 0 {
         paint(
             GOOD,
-            format!("busy ({} busy, {} idle)", instances.busy, instances.idle),
+            format!("{} busy, {} idle", instances.busy, instances.idle),
         )
     } else if instances.idle > 0 {
-        paint(GOOD, format!("warm ({} idle)", instances.idle))
+        paint(GOOD, format!("{} idle", instances.idle))
     } else {
-        paint(DIM, "scaled to zero")
+        paint(DIM, "none (scaled to zero)")
     };
     let t = &metrics.totals;
     anstream::println!(
