@@ -19,6 +19,7 @@
 //! - [`security`]: hostile functions and requests against the sandbox;
 //! - [`serverlog`]: what the server writes to its log;
 //! - [`cli`]: the `kumo` command line, from `kumo init` to `kumo rm`;
+//! - [`readme`]: the README's shell examples, run as written;
 //! - [`dashboard`]: the dashboard's page and assets, templates, activity.
 
 mod api;
@@ -33,6 +34,7 @@ mod logs;
 mod metrics;
 mod node;
 mod prewarm;
+mod readme;
 mod routes;
 mod security;
 mod serverlog;
