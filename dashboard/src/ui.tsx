@@ -32,13 +32,18 @@ export function ms(n: number | null | undefined): string {
   return `${(n / 1000).toFixed(1)} s`;
 }
 
-/** warm / sleeping / error / not deployed, from instances and the last call. */
+/**
+ * busy / idle / scaled to zero / error / not deployed, from instances and
+ * the last call: the API's words for instances (`busy`, `idle`), as the
+ * command line's `kumo status` says them.
+ */
 export function fnState(f: Fn): { label: string; tone: 'good' | 'idle' | 'bad' | 'none' } {
   if (f.active_version == null) return { label: 'not deployed', tone: 'none' };
   const last = f.activity?.last_status;
   if (last && last !== 'succeeded' && last !== 'running' && last !== 'queued') return { label: 'error', tone: 'bad' };
-  const warm = (f.instances?.busy ?? 0) + (f.instances?.idle ?? 0) > 0;
-  return warm ? { label: 'warm', tone: 'good' } : { label: 'sleeping', tone: 'idle' };
+  if ((f.instances?.busy ?? 0) > 0) return { label: 'busy', tone: 'good' };
+  if ((f.instances?.idle ?? 0) > 0) return { label: 'idle', tone: 'good' };
+  return { label: 'scaled to zero', tone: 'idle' };
 }
 
 export function Badge({ tone, children }: { tone: string; children: ComponentChildren }) {

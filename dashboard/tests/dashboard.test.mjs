@@ -30,8 +30,9 @@ let browser;
 /** Starts `kumo serve` on a free port with a fresh data directory. */
 async function startServer() {
   dataDir = mkdtempSync(path.join(tmpdir(), 'kumo-browser-'));
-  const env = { ...process.env, KUMO_BOOTSTRAP_TOKEN: TOKEN };
-  for (const k of ['KUMO_LISTEN', 'KUMO_DATA_DIR', 'KUMO_DATABASE_URL', 'KUMO_PUBLIC_URL']) delete env[k];
+  // None of the caller's KUMO_* settings reach the server: only ours.
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('KUMO_')));
+  env.KUMO_BOOTSTRAP_TOKEN = TOKEN;
   server = spawn(KUMO, ['serve', '--listen', '127.0.0.1:0', '--data-dir', path.join(dataDir, 'data'), '--drain-timeout-ms', '1000'], {
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -192,7 +193,7 @@ async function journey(page) {
   assert.deepEqual(JSON.parse(await page.getByTestId('test-body').innerText()), { hello: 'browser' });
   assert.match(await page.getByTestId('test-logs').innerText(), /greeting browser/);
   assert.match(await page.locator('.result-line').innerText(), /cold start|warm/);
-  await page.locator('.fn-page h1 .badge').filter({ hasText: 'warm' }).waitFor({ timeout: 5000 });
+  await page.locator('.fn-page h1 .badge').filter({ hasText: /^(idle|busy)$/ }).waitFor({ timeout: 5000 });
 
   // Edit and deploy: version 2 answers.
   await setCode(page, V2);
@@ -295,7 +296,7 @@ async function journey(page) {
   await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Apps' }).click();
   const card = page.locator('[data-function="demo/hello"]');
   await card.waitFor();
-  assert.match(await card.innerText(), /warm|sleeping/);
+  assert.match(await card.innerText(), /\b(busy|idle|scaled to zero)\b/);
   assert.match(await card.innerText(), /\/fn\/demo\/hello/);
   await shot(page, '11-apps');
 

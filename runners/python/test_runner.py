@@ -57,7 +57,6 @@ class Runner:
             else:
                 os.dup2(child_fd, 3)  # dup2 leaves the new descriptor inheritable
 
-        self.started = time.perf_counter()
         # close_fds=False: the fds the test holds are non-inheritable anyway
         # (PEP 446); with close_fds=True the freshly dup'ed fd 3 would be closed
         # after preexec_fn runs.
@@ -176,10 +175,8 @@ class TestStartAndLoad(RunnerTestCase):
     def test_hello(self):
         r = self.start()
         msg = r.hello()
-        latency_ms = (time.perf_counter() - r.started) * 1000
         self.assertEqual(msg, {"type": "hello", "protocol": 1, "runtime": "python",
                                "runtime_version": "%d.%d.%d" % sys.version_info[:3]})
-        self.assertLess(latency_ms, 2000)
 
     def test_load_success(self):
         r = self.loaded("def handler(event):\n    return 1\n")
@@ -276,8 +273,8 @@ class TestStartAndLoad(RunnerTestCase):
     def test_runner_waits_after_load_error_and_second_load_is_fatal(self):
         r = self.start({"main.py": "x = 1\n"})
         self.assertEqual(r.load()["type"], "load_error")
-        time.sleep(0.05)
-        self.assertIsNone(r.proc.poll())  # still waiting for the host
+        # Still waiting for the host: it reads the next message and says why
+        # that one is fatal (had it exited, it would not have read it).
         r.send({"type": "load", "code_dir": r.dir, "entrypoint": "main.py", "handler": "x"})
         self.assertEqual(r.wait(), 2)
         self.assertIn("second load", bytes(r.err).decode())
@@ -687,10 +684,9 @@ class TestProtocolErrors(RunnerTestCase):
     def test_eof_exits_zero(self):
         r = self.start()
         r.hello()
-        t = time.perf_counter()
+        # finish() awaits the exit (failing after TIMEOUT): no clock needed.
         rc, out, err = r.finish()
         self.assertEqual((rc, out, err), (0, "", ""))
-        self.assertLess(time.perf_counter() - t, 1.0)
 
     def test_eof_after_load_with_user_thread(self):
         # a non-daemon thread started by user code must not keep the runner alive

@@ -255,7 +255,7 @@ pub async fn invoke(
     }
     if verbose || !ok {
         if !run.logs.is_empty() {
-            anstream::eprint!("{}", paint(DIM, &run.logs));
+            anstream::eprint!("{}", paint(DIM, output::untrusted(&run.logs)));
         }
         anstream::eprintln!(
             "{} run {} {} in {:.1} ms{}{}",
@@ -274,12 +274,21 @@ pub async fn invoke(
         );
     }
     if let Some(error) = &run.error {
-        anstream::eprintln!("{}: {}", paint(BAD, &error.kind), error.message);
+        anstream::eprintln!(
+            "{}: {}",
+            paint(BAD, output::untrusted(&error.kind)),
+            output::untrusted(&error.message)
+        );
         if !error.traceback.is_empty() {
-            anstream::eprintln!("{}", error.traceback.trim_end());
+            anstream::eprintln!("{}", output::untrusted(error.traceback.trim_end()));
         }
     }
     match &run.output {
+        // As returned when written to a file or a pipe; escaped for a
+        // terminal. (JSON escapes control characters itself.)
+        Some(serde_json::Value::String(s)) if std::io::stdout().is_terminal() => {
+            println!("{}", output::untrusted(s))
+        }
         Some(serde_json::Value::String(s)) => println!("{s}"),
         Some(value) => println!("{}", serde_json::to_string_pretty(value)?),
         None => {}
@@ -322,7 +331,7 @@ pub async fn logs(
             "{} {} {stream} {}",
             paint(DIM, output::time(line.time)),
             paint(DIM, short_run),
-            line.line
+            output::untrusted(&line.line)
         );
     };
     if follow {
@@ -409,15 +418,17 @@ pub async fn status(project: &str, function: &str, json: bool) -> anyhow::Result
         }));
     }
     let instances = f.instances.unwrap_or_default();
+    // The API's words: `busy` (serving calls), `idle` (waiting for the
+    // next); none at all is a function scaled to zero.
     let state = if instances.busy > 0 {
         paint(
             GOOD,
-            format!("busy ({} busy, {} idle)", instances.busy, instances.idle),
+            format!("{} busy, {} idle", instances.busy, instances.idle),
         )
     } else if instances.idle > 0 {
-        paint(GOOD, format!("warm ({} idle)", instances.idle))
+        paint(GOOD, format!("{} idle", instances.idle))
     } else {
-        paint(DIM, "scaled to zero")
+        paint(DIM, "none (scaled to zero)")
     };
     let t = &metrics.totals;
     anstream::println!(

@@ -14,7 +14,7 @@ use kumo_client::{Client, ClientError};
 use kumo_types::CreateRoute;
 
 use crate::manifest::Manifest;
-use crate::output::{BAD, DIM, GOOD, NOTE, paint};
+use crate::output::{BAD, DIM, GOOD, NOTE, paint, untrusted};
 use crate::pack;
 
 /// How a deploy behaves.
@@ -115,7 +115,9 @@ pub async fn run(
                 return Err(e.into());
             }
             Err(e) => {
-                anstream::eprintln!("{} {name}: {e}", paint(BAD, "✗"));
+                // The server's answer may quote the function's code.
+                let why = e.to_string();
+                anstream::eprintln!("{} {name}: {}", paint(BAD, "✗"), untrusted(&why));
                 summary.failed.push(name.clone());
                 continue;
             }
@@ -157,7 +159,7 @@ pub async fn run(
                             "{} {name} version {}: the build failed; the previous version keeps serving\n{}",
                             paint(BAD, "✗"),
                             deployed.version,
-                            indent(&why)
+                            indent(&untrusted(&why))
                         );
                         summary.failed.push(name.clone());
                     }

@@ -207,7 +207,11 @@ fn follow(client: Client, project: String, function: String) -> tokio::task::Joi
         };
         let _ = client
             .follow_logs(&project, &function, &filter, |line| {
-                anstream::println!("{} {}", paint(NOTE, format!("[{function}]")), line.line);
+                anstream::println!(
+                    "{} {}",
+                    paint(NOTE, format!("[{function}]")),
+                    crate::output::untrusted(&line.line)
+                );
                 true
             })
             .await;

@@ -1,6 +1,8 @@
 //! Output for people (tables, colour on a terminal) and for scripts
 //! (`--json`).
 
+use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::io::IsTerminal;
 
 use anstyle::{AnsiColor, Style};
@@ -20,6 +22,37 @@ pub const DIM: Style = Style::new().dimmed();
 /// goes through `anstream`, which drops it when not a terminal).
 pub fn paint(style: Style, text: impl std::fmt::Display) -> String {
     format!("{style}{text}{style:#}")
+}
+
+/// Text a function controls (what it prints, returns or fails with, and
+/// its build's log) made safe to show on a terminal: every control
+/// character but newline and tab is written as a visible escape (`\x1b`,
+/// `\r`, `\u{9b}`), so that printing cannot move the cursor, rewrite
+/// earlier lines, retitle the window, make links (OSC 8) or write the
+/// clipboard (OSC 52) of whoever reads the logs.
+pub fn untrusted(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(is_unsafe) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        match c {
+            '\r' => out.push_str("\\r"),
+            c if !is_unsafe(c) => out.push(c),
+            c if u32::from(c) < 0x80 => {
+                let _ = write!(out, "\\x{:02x}", u32::from(c));
+            }
+            c => {
+                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+            }
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// C0 and C1 control characters and DEL, but newline and tab.
+fn is_unsafe(c: char) -> bool {
+    c.is_control() && c != '\n' && c != '\t'
 }
 
 /// Whether people (rather than a program) read standard input.
@@ -113,6 +146,26 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn function_text_cannot_reach_the_terminal_as_control_sequences() {
+        // OSC 52 (write the clipboard), OSC 8 (a link), a cursor move, a
+        // carriage return over the line, DEL and a C1 CSI.
+        let hostile =
+            "a\x1b]52;c;aGVsbG8=\x07b \x1b]8;;http://x\x1b\\l\x1b]8;;\x1b\\ \x1b[2J\r\x7f\u{9b}31m";
+        let shown = untrusted(hostile);
+        assert!(
+            !shown.chars().any(|c| c.is_control()),
+            "no control character is left: {shown:?}"
+        );
+        assert_eq!(
+            shown,
+            "a\\x1b]52;c;aGVsbG8=\\x07b \\x1b]8;;http://x\\x1b\\l\\x1b]8;;\\x1b\\ \\x1b[2J\\r\\x7f\\u{9b}31m"
+        );
+        // Newlines and tabs stay; plain text is not copied.
+        assert_eq!(untrusted("a\tb\nc"), "a\tb\nc");
+        assert!(matches!(untrusted("plain, ünïcode ✓"), Cow::Borrowed(_)));
+    }
 
     #[test]
     fn times() {

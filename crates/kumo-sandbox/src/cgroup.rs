@@ -148,7 +148,7 @@ impl Manager {
                 layout: Layout::V2 { base },
                 pin: None,
             };
-            manager.clean_orphans();
+            manager.clean_orphans(Sweep::Start);
             manager.clean_other_scopes();
             return Ok(manager);
         }
@@ -182,7 +182,7 @@ impl Manager {
             layout: Layout::V1 { bases },
             pin: None,
         };
-        manager.clean_orphans();
+        manager.clean_orphans(Sweep::Start);
         manager.clean_other_scopes();
         let pin = manager.create(
             &format!("i{}-pin", std::process::id()),
@@ -256,7 +256,7 @@ impl Manager {
     /// Kills every instance of this scope and removes its groups and base
     /// directories (at shutdown).
     pub(crate) fn remove_all(&self) {
-        self.clean_orphans();
+        self.clean_orphans(Sweep::Shutdown);
         for base in self.bases() {
             let _ = fs::remove_dir(base);
         }
@@ -336,8 +336,9 @@ impl Manager {
         }
     }
 
-    /// Kills and removes every group left under this scope.
-    fn clean_orphans(&self) {
+    /// Kills and removes every group left under this scope: at start,
+    /// those an earlier run left; at shutdown, this run's own.
+    fn clean_orphans(&self, when: Sweep) {
         let bases = self.bases();
         let (Some(first), Some(scope)) = (bases.first(), bases.first().and_then(|b| b.file_name()))
         else {
@@ -352,13 +353,29 @@ impl Manager {
             .map(|e| self.group_in_scope(scope, &e.file_name()))
             .collect();
         kill_and_remove(&groups);
-        if !groups.is_empty() {
-            tracing::info!(
+        if groups.is_empty() {
+            return;
+        }
+        match when {
+            Sweep::Start => tracing::info!(
                 removed = groups.len(),
                 "removed cgroups left by an earlier run"
-            );
+            ),
+            Sweep::Shutdown => tracing::debug!(
+                removed = groups.len(),
+                "removed this run's cgroups at shutdown"
+            ),
         }
     }
+}
+
+/// When [`Manager::clean_orphans`] runs, which says whose groups it found.
+#[derive(Clone, Copy)]
+enum Sweep {
+    /// At start: any group there was left by an earlier run.
+    Start,
+    /// At shutdown: the groups are this run's own instances.
+    Shutdown,
 }
 
 /// Kills every group's processes first, everywhere (an instance that was

@@ -392,9 +392,12 @@ fn main() -> anyhow::Result<()> {
                 Ok(true) => Ok(()),
                 Ok(false) => std::process::exit(1),
                 Err(e) => {
+                    // An error may quote a function's code or output.
+                    let why = format!("{e:#}");
                     anstream::eprintln!(
-                        "{} {e:#}",
-                        kumo_cli::output::paint(kumo_cli::output::BAD, "error:")
+                        "{} {}",
+                        kumo_cli::output::paint(kumo_cli::output::BAD, "error:"),
+                        kumo_cli::output::untrusted(&why)
                     );
                     std::process::exit(1)
                 }
@@ -553,6 +556,14 @@ async fn client_command(project: Option<String>, command: Command) -> anyhow::Re
     Ok(true)
 }
 
+/// Colours in the server's log only on a terminal, and never when
+/// `NO_COLOR` is set (<https://no-color.org>): a log written to a file or
+/// a pipe stays plain text.
+fn log_colours() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -560,6 +571,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 .unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(log_colours())
         .init();
     let defaults = Config::default();
     let mut limits = defaults.limits.clone();

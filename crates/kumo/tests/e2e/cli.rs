@@ -15,13 +15,10 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
-use crate::support::{TOKEN, TestServer, wait_for};
+use crate::support::{TOKEN, TestServer, clear_kumo_env, wait_for};
 
 /// Any one command; a deploy with no dependencies takes well under this.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// The command line's settings a test must not inherit.
-const CLI_ENV: &[&str] = &["KUMO_URL", "KUMO_TOKEN", "KUMO_CONFIG_DIR", "KUMO_PROJECT"];
 
 /// A user of the command line: a config directory of their own.
 struct User {
@@ -89,9 +86,7 @@ impl User {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        for var in CLI_ENV {
-            command.env_remove(var);
-        }
+        clear_kumo_env(&mut command);
         command.env("KUMO_CONFIG_DIR", self.config.path());
         for (k, v) in &self.env {
             command.env(k, v);
@@ -885,4 +880,64 @@ async fn dev_serves_routes_without_a_server() {
         .expect("GET an unrouted path");
     assert_eq!(missing.status(), 404);
     assert_eq!(dev.stop(nix::sys::signal::Signal::SIGTERM).await, Some(0));
+}
+
+/// What a function prints reaches a terminal as text, never as control
+/// sequences: `kumo logs` and `kumo invoke --verbose` show the clipboard
+/// write (OSC 52) a function printed as a visible `\x1b]52;…`, with no
+/// escape byte in the output.
+#[tokio::test]
+async fn a_functions_control_characters_are_shown_as_escapes() {
+    let server = TestServer::start().await;
+    let hostile = r#"
+def handler(event):
+    print("copy \x1b]52;c;aGVsbG8=\x07 me")
+    return 1
+"#;
+    server
+        .deploy(
+            "default",
+            "hostile",
+            &[("main.py", hostile)],
+            serde_json::json!({}),
+        )
+        .await;
+    let user = User::new()
+        .with_env("KUMO_URL", &server.url(""))
+        .with_env("KUMO_TOKEN", TOKEN);
+    let dir = temp_dir("kumo-cli-escapes-");
+    let shown = r"copy \x1b]52;c;aGVsbG8=\x07 me";
+    let invoked = user
+        .run(
+            dir.path(),
+            &["invoke", "hostile", "--project", "default", "--verbose"],
+        )
+        .await;
+    invoked.ok();
+    assert!(
+        !invoked.stderr.contains('\x1b') && invoked.stderr.contains(shown),
+        "kumo invoke --verbose escapes the run's logs: {invoked:#?}"
+    );
+    let listed = wait_for(
+        "the printed line in kumo logs",
+        COMMAND_TIMEOUT,
+        async || {
+            let ran = user
+                .run(
+                    dir.path(),
+                    &["logs", "hostile", "--project", "default", "--since", "1h"],
+                )
+                .await;
+            ran.ok().contains("copy ").then_some(ran)
+        },
+    )
+    .await;
+    assert!(
+        !listed.stdout.contains('\x1b') && !listed.stdout.contains('\x07'),
+        "no escape byte reaches the terminal: {listed:#?}"
+    );
+    assert!(
+        listed.stdout.contains(shown),
+        "the sequence is shown escaped: {listed:#?}"
+    );
 }

@@ -20,7 +20,9 @@
 //! - [`security`]: hostile functions and requests against the sandbox;
 //! - [`openapi`]: every operation of the OpenAPI document, answering as it says;
 //! - [`robustness`]: idle connections, and input libraries would choke on;
+//! - [`serverlog`]: what the server writes to its log;
 //! - [`cli`]: the `kumo` command line, from `kumo init` to `kumo rm`;
+//! - [`readme`]: the README's shell examples, run as written;
 //! - [`dashboard`]: the dashboard's page and assets, templates, activity;
 //! - [`web`]: the web surface: confined function answers, credentials, the
 //!   session cookie, the functions' own origin, `/metrics`.
@@ -38,9 +40,11 @@ mod metrics;
 mod node;
 mod openapi;
 mod prewarm;
+mod readme;
 mod retention;
 mod robustness;
 mod routes;
 mod security;
+mod serverlog;
 mod support;
 mod web;

@@ -172,6 +172,10 @@ async fn the_adaptive_keep_alive_never_outlasts_the_servers() {
 /// (the pre-warm window of the keep-alive policy): its calls stay warm
 /// while it holds no instance between them. (Histogram bins of 100 ms
 /// instead of a minute, so the pattern shows in seconds.)
+///
+/// The calls keep a steady pace (that rhythm is what the policy learns);
+/// everything else is awaited: after each call the instance goes, then one
+/// comes back before the next call, which is warm.
 #[tokio::test]
 async fn a_periodic_function_is_started_again_just_before_its_next_call() {
     let server =
@@ -180,29 +184,35 @@ async fn a_periodic_function_is_started_again_just_before_its_next_call() {
         .deploy("ka", "tick", &[("main.py", PROBE)], json!({}))
         .await;
     let pace = Duration::from_millis(1500);
-    let mut warm_late = 0;
-    let mut empty_between = 0;
-    for i in 0..18 {
+    // Enough calls at the pace for a history (ten idle times and more);
+    // the pace runs from the end of a call, as idle times do.
+    let mut next = tokio::time::Instant::now();
+    for _ in 0..14 {
+        tokio::time::sleep_until(next).await;
         let run = server.invoke("ka", "tick", json!({})).await;
+        next = tokio::time::Instant::now() + pace;
         assert_eq!(run["status"], "succeeded", "{run}");
-        if i >= 14 && run["cold_start"] == false {
-            warm_late += 1;
-        }
-        tokio::time::sleep(pace / 2).await;
-        if i >= 13 && server.metric("kumo_instances").await == 0.0 {
-            empty_between += 1;
-        }
-        tokio::time::sleep(pace / 2).await;
     }
-    println!(
-        "periodic function: {warm_late} of 4 late calls warm; no instance half-way between calls {empty_between} of 5 times"
-    );
-    assert!(
-        empty_between >= 4,
-        "the instance is stopped between calls once the pace is known ({empty_between} of 5)"
-    );
-    assert!(
-        warm_late >= 3,
-        "an instance is started again before each call ({warm_late} of 4 calls warm)"
-    );
+    for call in 1..=4 {
+        wait_for(
+            "the instance to be stopped after the call, the pace being known",
+            Duration::from_secs(30),
+            async || (server.metric("kumo_instances").await == 0.0).then_some(()),
+        )
+        .await;
+        wait_for(
+            "an instance to be started again before the next call",
+            Duration::from_secs(30),
+            async || (server.metric("kumo_instances").await >= 1.0).then_some(()),
+        )
+        .await;
+        tokio::time::sleep_until(next).await;
+        let run = server.invoke("ka", "tick", json!({})).await;
+        next = tokio::time::Instant::now() + pace;
+        assert_eq!(run["status"], "succeeded", "{run}");
+        assert_eq!(
+            run["cold_start"], false,
+            "call {call} after the pattern is known finds the instance started for it: {run}"
+        );
+    }
 }

@@ -31,17 +31,17 @@ const DRAIN_TIMEOUT_MS: &str = "1000";
 /// Any single HTTP request of a test.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Settings the environment could otherwise slip into a test server.
-const KUMO_ENV: &[&str] = &[
-    "KUMO_LISTEN",
-    "KUMO_DATA_DIR",
-    "KUMO_DATABASE_URL",
-    "KUMO_PUBLIC_URL",
-    "KUMO_KEEP_ALIVE_MS",
-    "KUMO_QUEUE_TIMEOUT_MS",
-    "KUMO_DRAIN_TIMEOUT_MS",
-    "KUMO_BOOTSTRAP_TOKEN",
-];
+/// Removes every `KUMO_*` variable of the caller's environment from
+/// `command`, so that no setting of the shell running the tests (a
+/// `KUMO_PREWARM`, a `KUMO_URL`, a `KUMO_LOG`…) slips into a test server or
+/// a command-line invocation. Whatever a test needs it sets again.
+pub(crate) fn clear_kumo_env(command: &mut Command) {
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("KUMO_") {
+            command.env_remove(key);
+        }
+    }
+}
 
 /// A running `kumo serve` with its own data directory.
 pub(crate) struct TestServer {
@@ -317,6 +317,11 @@ impl TestServer {
         self.dir.path().join("data")
     }
 
+    /// Everything the server has logged (its stderr) so far, over restarts.
+    pub(crate) fn log(&self) -> String {
+        std::fs::read_to_string(log_path(self.dir.path())).unwrap_or_default()
+    }
+
     /// The last lines of the server's log, for failure messages.
     pub(crate) fn log_tail(&self) -> String {
         let log = std::fs::read_to_string(log_path(self.dir.path())).unwrap_or_default();
@@ -382,9 +387,7 @@ async fn spawn(dir: &Path, args: &[String], bootstrap: bool) -> Started {
         .stdout(Stdio::piped())
         .stderr(log)
         .kill_on_drop(true);
-    for var in KUMO_ENV {
-        command.env_remove(var);
-    }
+    clear_kumo_env(&mut command);
     if bootstrap {
         command.env("KUMO_BOOTSTRAP_TOKEN", TOKEN);
     }
