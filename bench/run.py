@@ -22,14 +22,22 @@ Measures, in one run on this machine, with every baseline in the same run:
   deploy        deploy request -> first 200 from /fn;
   memory        an idle warm instance (runner and whole instance: USS, PSS,
                 RSS from /proc/PID/smaps_rollup), and the server process
-                with 1,000 deployed idle functions against itself at start.
+                with 1,000 deployed idle functions against itself at start;
+  tenant        SECURITY.md item 22: a bystander function's latency (p50,
+                p99) while another project's function is flooded, against
+                the same bystander alone just before, on one default server.
+
+    bench/run tenant     runs only the tenant row and updates that row of
+                         the table in BENCHMARKS.md
 
 Only loopback addresses are used; every loop is bounded in count and time;
 every server started here is stopped in a finally block.
 """
 
 import concurrent.futures
+import http.client
 import json
+import multiprocessing
 import os
 import re
 import signal
@@ -56,6 +64,19 @@ TINY = 'def handler(event):\n    return {"n": %d}\n'
 COLD_N = 40
 MANY_N = 1000
 WAKE_KEEP_ALIVE_MS = 300
+# The tenant row (SECURITY.md item 22): sequential bystander calls, each
+# phase; concurrent flooding clients. All projects belong to the one admin
+# account, whose calls share one per-user budget of 100 concurrent calls
+# (held while a call waits in its function's queue), so the flood stays
+# under it and is refused by the flooded function's own limit (concurrency
+# 10, then its queue, 1 s): the per-function limit is what is exercised.
+TENANT_N = 300
+FLOOD_CLIENTS = 80
+FLOOD_MAX_S = 60
+# The flooded handler burns 100 ms of CPU time per call (not wall time: on
+# 2 cores its 10 instances cannot all run, and each still burns its share).
+SPIN = ('import time\n\ndef handler(event):\n    end = time.process_time() + 0.1\n'
+        '    while time.process_time() < end:\n        pass\n    return "spun"\n')
 # Between wake-up calls (cold start variant 2): about one deploy's time, as
 # in variant 1, so the pre-warmed pool has refilled as it has there.
 WAKE_PACE_S = 0.05
@@ -493,6 +514,126 @@ def many_functions(server, n=MANY_N, keep_alive_ms=WAKE_KEEP_ALIVE_MS):
     return {"start": at_start, "deployed": deployed, "called": called, "n": n, "deploy_s": deploy_s}
 
 
+# ---------------------------------------------------------------- tenants
+
+def timed_gets(base, path, n):
+    """n sequential GETs on one keep-alive connection: latencies in ms,
+    statuses, and when the first began and the last ended (monotonic)."""
+    host, port = base.split("//", 1)[1].rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=60)
+    times, statuses = [], []
+    began = time.monotonic()
+    try:
+        for _ in range(n):
+            t = time.perf_counter()
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            resp.read()
+            times.append((time.perf_counter() - t) * 1000)
+            statuses.append(resp.status)
+    finally:
+        conn.close()
+    return {"times": times, "statuses": statuses, "began": began, "ended": time.monotonic()}
+
+
+def flood(base, path, clients, stop, results):
+    """Runs in its own process (so that its threads do not hold the
+    measuring process's interpreter lock): `clients` threads, each calling
+    `path` back to back on its own keep-alive connection, ignoring
+    Retry-After, until `stop` is set or FLOOD_MAX_S has passed."""
+    import threading
+    host, port = base.split("//", 1)[1].rsplit(":", 1)
+    deadline = time.monotonic() + FLOOD_MAX_S
+    lock = threading.Lock()
+    counts = {"statuses": {}, "retry_after": 0, "first": None, "last": None, "errors": 0}
+
+    def client():
+        conn = http.client.HTTPConnection(host, int(port), timeout=30)
+        while not stop.is_set() and time.monotonic() < deadline:
+            try:
+                conn.request("GET", path)
+                resp = conn.getresponse()
+                resp.read()
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                conn = http.client.HTTPConnection(host, int(port), timeout=30)
+                with lock:
+                    counts["errors"] += 1
+                continue
+            now = time.monotonic()
+            with lock:
+                counts["statuses"][resp.status] = counts["statuses"].get(resp.status, 0) + 1
+                if resp.status == 429 and resp.getheader("retry-after"):
+                    counts["retry_after"] += 1
+                counts["first"] = now if counts["first"] is None else counts["first"]
+                counts["last"] = now
+        conn.close()
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=max(1, deadline - time.monotonic() + 35))
+    results.put(counts)
+
+
+def tenant_isolation(n=TENANT_N, clients=FLOOD_CLIENTS):
+    """SECURITY.md item 22, on a server with the default settings: project
+    B's hello called n times one after the other, alone (the baseline),
+    then again while `clients` concurrent clients flood project A's
+    CPU-bound function (default concurrency)."""
+    server = Server()
+    try:
+        deploy(server, "tenanta", "spin", source=SPIN)
+        deploy(server, "tenantb", "hello")
+        warm = timed_gets(server.base, "/fn/tenantb/hello", 50)
+        status, _ = request(server.base, "GET", "/fn/tenanta/spin", token=None)
+        if status != 200 or set(warm["statuses"]) != {200}:
+            raise SystemExit(f"tenant row: warm-up calls failed: {status} {set(warm['statuses'])}")
+        alone = timed_gets(server.base, "/fn/tenantb/hello", n)
+        ctx = multiprocessing.get_context("fork")
+        stop, results = ctx.Event(), ctx.Queue()
+        proc = ctx.Process(target=flood, args=(server.base, "/fn/tenanta/spin", clients, stop, results))
+        proc.start()
+        try:
+            time.sleep(2)  # the flood fills A's slots and queue
+            flooded = timed_gets(server.base, "/fn/tenantb/hello", n)
+        finally:
+            stop.set()
+            try:
+                counts = results.get(timeout=FLOOD_MAX_S + 60)
+            finally:
+                proc.join(timeout=30)
+                if proc.is_alive():
+                    proc.kill()
+                    proc.join(timeout=10)
+    finally:
+        server.stop()
+    return {"alone": alone, "flooded": flooded, "flood": counts, "n": n, "clients": clients}
+
+
+def tenant_row(t):
+    a, f, c = t["alone"], t["flooded"], t["flood"]
+    a50, a99 = pct(a["times"], 50), pct(a["times"], 99)
+    f50, f99 = pct(f["times"], 50), pct(f["times"], 99)
+    r50, r99 = f50 / a50, f99 / a99
+    ok_b = sum(1 for s in f["statuses"] if s == 200)
+    statuses = ", ".join(f"{c['statuses'][s]} × {s}" for s in sorted(c["statuses"]))
+    overlap = c["first"] is not None and c["first"] < f["began"] and c["last"] > f["ended"]
+    return (f"one project floods its function, another's latency (SECURITY.md 22; B's hello via /fn, "
+            f"n={t['n']} sequential calls; A's function burns 100 ms of CPU per call, concurrency 10 (default), "
+            f"flooded by {t['clients']} clients: under the admin's shared 100-call budget, so A's own "
+            f"limit and queue refuse it)",
+            f"flooded ÷ alone: p50 **{r50:.2f}×**, p99 **{r99:.2f}×**; B flooded: p50 {f50:.2f} ms, "
+            f"p99 {f99:.2f} ms, {ok_b}/{len(f['statuses'])} answered 200; A meanwhile: {statuses} "
+            f"({c['retry_after']} of the 429s with Retry-After){'' if overlap else '; the flood did not span the calls'}",
+            f"B alone, same server, just before: p50 {a50:.2f} ms, p99 {a99:.2f} ms",
+            "≤ 2× (p50 and p99); A gets 429",
+            verdict(("p50", r50 <= 2), ("p99", r99 <= 2), ("429", c["statuses"].get(429, 0) > 0),
+                    ("B all 200", ok_b == len(f["statuses"])),
+                    ("flood spanned B's calls", overlap)))
+
+
 # ---------------------------------------------------------------- baselines
 
 def ensure_venv():
@@ -587,7 +728,45 @@ def micro_bench():
     return results
 
 
+def build_label():
+    return "binary " + KUMO if os.environ.get("KUMO_BIN") else "release build"
+
+
+def tenant_only():
+    """`bench/run tenant`: only the tenant row; replaces that row of the
+    table in BENCHMARKS.md (or adds it at the table's end), saying so."""
+    if not os.environ.get("KUMO_BIN"):
+        subprocess.run(["cargo", "build", "--release", "-p", "kumo"], cwd=ROOT, check=True)
+    began = time.time()
+    print("Kumo: one project flooded, another's latency (SECURITY.md 22)", flush=True)
+    row = list(tenant_row(tenant_isolation()))
+    row[0] += (f" — run alone: `bench/run tenant`, {time.strftime('%Y-%m-%d')}, {build_label()}, "
+               f"{os.cpu_count()} cores, {time.time() - began:.0f} s")
+    line = f"| {' | '.join(row)} |"
+    print(line)
+    path = os.path.join(ROOT, "BENCHMARKS.md")
+    text = open(path).read() if os.path.exists(path) else ""
+    m = re.search(r"<!-- bench:start -->.*?<!-- bench:end -->", text, flags=re.S)
+    if not m:
+        print("\n(no bench markers in BENCHMARKS.md; row not written)")
+        return
+    lines = m.group(0).split("\n")
+    at = [i for i, x in enumerate(lines) if x.startswith("| one project floods its function")]
+    if at:
+        lines[at[0]] = line
+    else:
+        lines.insert(len(lines) - 1, line)
+    text = text[:m.start()] + "\n".join(lines) + text[m.end():]
+    open(path, "w").write(text)
+    print("\nBENCHMARKS.md updated (the tenant row)")
+
+
 def main():
+    args = sys.argv[1:]
+    if args == ["tenant"]:
+        return tenant_only()
+    if args:
+        raise SystemExit("usage: bench/run [tenant]")
     if not os.path.exists("/usr/bin/wrk"):
         subprocess.run(["apt-get", "install", "-y", "wrk"], check=True, stdout=subprocess.DEVNULL)
     ensure_venv()
@@ -657,6 +836,9 @@ def main():
             many = many_functions(server)
         finally:
             server.stop()
+
+        phase("Kumo: one project flooded, another's latency (SECURITY.md 22; default server)")
+        tenant = tenant_isolation()
     finally:
         subprocess.run(["rm", "-rf", code])
         phase("(g) micro-benchmark: route match + event encoding (criterion)")
@@ -720,6 +902,7 @@ def main():
          f"**{rc:.0f}**; (a) {warm['rps']:.0f} req/s",
          f"(c) process per call, wrk -t2 -c16 for {ppc['seconds']} s: {load_text(ppc)}",
          "≥ 50", verdict(("", rc >= 50))),
+        tenant_row(tenant),
     ]
     def ns(name):
         value = micro.get(name)
@@ -737,7 +920,7 @@ def main():
     table = "\n".join(f"| {' | '.join(r)} |" for r in rows)
     stamp = time.strftime("%Y-%m-%d")
     v = versions()
-    header = (f"Last run: {stamp}, `bench/run`, {'binary ' + KUMO if os.environ.get('KUMO_BIN') else 'release build'}, "
+    header = (f"Last run: {stamp}, `bench/run`, {build_label()}, "
               f"{os.cpu_count()} cores, "
               f"BENCH_SECONDS={seconds}, {time.time() - began:.0f} s. "
               f"Baselines: uvicorn {v.get('uvicorn', '?')}, uvloop {v.get('uvloop', '?')}, "
