@@ -138,6 +138,7 @@ struct RawFunction {
     pids: Option<u64>,
     tmp_mb: Option<u64>,
     visibility: Option<Spanned<String>>,
+    record_credentials: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -244,6 +245,7 @@ impl Manifest {
                         pids: f.pids,
                         tmp_mb: f.tmp_mb,
                         visibility,
+                        record_credentials: f.record_credentials,
                     },
                 },
             );

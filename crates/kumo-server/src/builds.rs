@@ -154,6 +154,7 @@ pub(crate) fn settings_of(f: &FunctionRow) -> FunctionSettingsRow {
         pids: f.pids,
         tmp_mb: f.tmp_mb,
         visibility: f.visibility.clone(),
+        record_credentials: f.record_credentials,
     }
 }
 

@@ -335,7 +335,9 @@ async fn serve_as(
         Err(e) => return e.into_response(),
     };
     // The stored copy never keeps a credential (replays get it blotted out).
-    let stored = if has_credentials(&request.headers, caller.kumo_credential) {
+    let stored = if !resolved.record_credentials
+        && has_credentials(&request.headers, caller.kumo_credential)
+    {
         match encode_event(&EventParts {
             redact_credentials: true,
             ..parts

@@ -31,6 +31,8 @@ pub(crate) struct Resolved {
     pub(crate) function_id: String,
     pub(crate) function: String,
     pub(crate) visibility: Visibility,
+    /// Keep credential headers in stored HTTP runs.
+    pub(crate) record_credentials: bool,
     /// `None` until the function has an active deployment.
     pub(crate) spec: Option<Arc<DeploymentSpec>>,
     /// The project's CORS answers, if it has settings.
@@ -271,6 +273,7 @@ async fn load(
         function_id: function.id,
         function: function.name,
         visibility,
+        record_credentials: function.record_credentials,
         spec,
     })
 }

@@ -123,6 +123,7 @@ pub struct FunctionRow {
     pub pids: i64,
     pub tmp_mb: i64,
     pub visibility: String,
+    pub record_credentials: bool,
     pub active_version: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
@@ -139,6 +140,7 @@ pub struct FunctionSettingsRow {
     pub pids: i64,
     pub tmp_mb: i64,
     pub visibility: String,
+    pub record_credentials: bool,
 }
 
 #[derive(Debug, Clone, FromRow)]
@@ -625,7 +627,7 @@ impl Store {
 
     pub async fn function(&self, project_id: &str, name: &str) -> Result<Option<FunctionRow>> {
         Ok(sqlx::query_as(
-            "SELECT id, project_id, name, runtime, timeout_ms, memory_mb, concurrency, cpu_millicores, pids, tmp_mb, visibility, active_version, created_at, updated_at \
+            "SELECT id, project_id, name, runtime, timeout_ms, memory_mb, concurrency, cpu_millicores, pids, tmp_mb, visibility, record_credentials, active_version, created_at, updated_at \
              FROM functions WHERE project_id = $1 AND name = $2",
         )
         .bind(project_id)
@@ -641,7 +643,7 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<FunctionRow>> {
         Ok(sqlx::query_as(
-            "SELECT id, project_id, name, runtime, timeout_ms, memory_mb, concurrency, cpu_millicores, pids, tmp_mb, visibility, active_version, created_at, updated_at \
+            "SELECT id, project_id, name, runtime, timeout_ms, memory_mb, concurrency, cpu_millicores, pids, tmp_mb, visibility, record_credentials, active_version, created_at, updated_at \
              FROM functions WHERE project_id = $1 AND ($2 IS NULL OR name > $2) ORDER BY name LIMIT $3",
         )
         .bind(project_id)
@@ -670,13 +672,14 @@ impl Store {
             pids: settings.pids,
             tmp_mb: settings.tmp_mb,
             visibility: settings.visibility.clone(),
+            record_credentials: settings.record_credentials,
             active_version: None,
             created_at: now,
             updated_at: now,
         };
         sqlx::query(
-            "INSERT INTO functions (id, project_id, name, runtime, timeout_ms, memory_mb, concurrency, visibility, created_at, updated_at, cpu_millicores, pids, tmp_mb) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            "INSERT INTO functions (id, project_id, name, runtime, timeout_ms, memory_mb, concurrency, visibility, created_at, updated_at, cpu_millicores, pids, tmp_mb, record_credentials) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         )
         .bind(&row.id)
         .bind(&row.project_id)
@@ -691,6 +694,7 @@ impl Store {
         .bind(row.cpu_millicores)
         .bind(row.pids)
         .bind(row.tmp_mb)
+        .bind(row.record_credentials)
         .execute(&self.db)
         .await
         .map_err(|e| conflict(e, || format!("a function named '{name}' already exists in this project")))?;
@@ -703,7 +707,7 @@ impl Store {
         settings: &FunctionSettingsRow,
     ) -> Result<()> {
         sqlx::query(
-            "UPDATE functions SET runtime = $1, timeout_ms = $2, memory_mb = $3, concurrency = $4, visibility = $5, updated_at = $6, cpu_millicores = $8, pids = $9, tmp_mb = $10 WHERE id = $7",
+            "UPDATE functions SET runtime = $1, timeout_ms = $2, memory_mb = $3, concurrency = $4, visibility = $5, updated_at = $6, cpu_millicores = $8, pids = $9, tmp_mb = $10, record_credentials = $11 WHERE id = $7",
         )
         .bind(&settings.runtime)
         .bind(settings.timeout_ms)
@@ -715,6 +719,7 @@ impl Store {
         .bind(settings.cpu_millicores)
         .bind(settings.pids)
         .bind(settings.tmp_mb)
+        .bind(settings.record_credentials)
         .execute(&self.db)
         .await?;
         Ok(())
@@ -796,7 +801,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         if let Some(s) = settings {
-            sqlx::query("UPDATE functions SET runtime = $1, timeout_ms = $2, memory_mb = $3, concurrency = $4, visibility = $5, cpu_millicores = $7, pids = $8, tmp_mb = $9 WHERE id = $6")
+            sqlx::query("UPDATE functions SET runtime = $1, timeout_ms = $2, memory_mb = $3, concurrency = $4, visibility = $5, cpu_millicores = $7, pids = $8, tmp_mb = $9, record_credentials = $10 WHERE id = $6")
                 .bind(&s.runtime)
                 .bind(s.timeout_ms)
                 .bind(s.memory_mb)
@@ -806,6 +811,7 @@ impl Store {
                 .bind(s.cpu_millicores)
                 .bind(s.pids)
                 .bind(s.tmp_mb)
+                .bind(s.record_credentials)
                 .execute(&mut *tx)
                 .await?;
         }

@@ -296,6 +296,12 @@ pub struct FunctionSettings {
     pub tmp_mb: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub visibility: Option<Visibility>,
+    /// Keep credential headers (`authorization`, `cookie`,
+    /// `proxy-authorization`, `x-api-key`) in the stored input of HTTP
+    /// runs, for debugging; by default they are stored as `***`. Kumo's
+    /// own credentials are never kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_credentials: Option<bool>,
 }
 
 /// `POST …/deployments` of a `.tar.gz`: the code's settings, in the query
@@ -324,6 +330,8 @@ pub struct DeployQuery {
     pub tmp_mb: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub visibility: Option<Visibility>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_credentials: Option<bool>,
 }
 
 impl DeployQuery {
@@ -345,6 +353,7 @@ impl DeployQuery {
             pids: settings.pids,
             tmp_mb: settings.tmp_mb,
             visibility: settings.visibility,
+            record_credentials: settings.record_credentials,
         }
     }
 
@@ -358,6 +367,7 @@ impl DeployQuery {
             pids: self.pids,
             tmp_mb: self.tmp_mb,
             visibility: self.visibility,
+            record_credentials: self.record_credentials,
         }
     }
 }
@@ -388,6 +398,9 @@ pub struct Function {
     pub pids: u64,
     pub tmp_mb: u64,
     pub visibility: Visibility,
+    /// Credential headers are kept in stored runs (see
+    /// [`FunctionSettings::record_credentials`]).
+    pub record_credentials: bool,
     /// The version that serves calls; `null` before the first deployment.
     pub active_version: Option<i64>,
     /// The public URL path of the function.
@@ -427,6 +440,7 @@ impl Function {
             pids: Some(self.pids),
             tmp_mb: Some(self.tmp_mb),
             visibility: Some(self.visibility),
+            record_credentials: Some(self.record_credentials),
         }
     }
 }

@@ -37,6 +37,7 @@ const DEFAULTS: FunctionSettings = FunctionSettings {
     cpu_millicores: None,
     pids: None,
     tmp_mb: None,
+    record_credentials: None,
     visibility: None,
 };
 

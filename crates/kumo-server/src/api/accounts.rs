@@ -28,25 +28,31 @@ pub(crate) async fn login(
     ConnectInfo(client): ConnectInfo<std::net::SocketAddr>,
     Json(req): Json<LoginRequest>,
 ) -> ApiResult<axum::Json<TokenResponse>> {
+    let (_, token, row) =
+        sign_in(&state, client.ip(), &req.username, &req.password, "login").await?;
+    Ok(axum::Json(TokenResponse { token, id: row.id }))
+}
+
+/// Checks a password (throttled) and makes a new token for the user,
+/// labelled `label`.
+async fn sign_in(
+    state: &State,
+    client: std::net::IpAddr,
+    username: &str,
+    password: &str,
+    label: &str,
+) -> ApiResult<(kumo_store::UserRow, String, kumo_store::TokenRow)> {
     // Characters, as the document's `maxLength` counts them.
-    if req.username.chars().count() > 128 || req.password.chars().count() > 1024 {
+    if username.chars().count() > 128 || password.chars().count() > 1024 {
         return Err(ApiError::bad_request("user name or password too long"));
     }
-    let user = state
-        .auth()
-        .login(&req.username, client.ip(), &req.password)
-        .await?;
+    let user = state.auth().login(username, client, password).await?;
     let token = new_token();
     let row = state
         .store()
-        .create_token(
-            &user.id,
-            "login",
-            &hash_token(&token),
-            &token_prefix(&token),
-        )
+        .create_token(&user.id, label, &hash_token(&token), &token_prefix(&token))
         .await?;
-    Ok(axum::Json(TokenResponse { token, id: row.id }))
+    Ok((user, token, row))
 }
 
 /// How long a remembered browser session lasts.
@@ -66,23 +72,14 @@ pub(crate) async fn start_session(
     ConnectInfo(client): ConnectInfo<std::net::SocketAddr>,
     Json(req): Json<SessionRequest>,
 ) -> ApiResult<Response> {
-    if req.username.len() > 128 || req.password.len() > 1024 {
-        return Err(ApiError::bad_request("user name or password too long"));
-    }
-    let user = state
-        .auth()
-        .login(&req.username, client.ip(), &req.password)
-        .await?;
-    let token = new_token();
-    state
-        .store()
-        .create_token(
-            &user.id,
-            "dashboard",
-            &hash_token(&token),
-            &token_prefix(&token),
-        )
-        .await?;
+    let (user, token, _) = sign_in(
+        &state,
+        client.ip(),
+        &req.username,
+        &req.password,
+        "dashboard",
+    )
+    .await?;
     let cookie = session_set_cookie(
         Some(&token),
         req.remember.then_some(REMEMBERED_SESSION),

@@ -32,6 +32,7 @@ pub(crate) fn to_api(state: &State, project: &str, row: FunctionRow) -> Function
         pids: u64::try_from(row.pids).unwrap_or_default(),
         tmp_mb: u64::try_from(row.tmp_mb).unwrap_or_default(),
         visibility: Visibility::parse(&row.visibility).unwrap_or(Visibility::Public),
+        record_credentials: row.record_credentials,
         active_version: row.active_version,
         created_at: row.created_at,
         updated_at: row.updated_at,
@@ -184,6 +185,10 @@ fn merge_settings(
             .map(|v| v.as_str().to_string())
             .or_else(|| current.map(|c| c.visibility.clone()))
             .unwrap_or_else(|| Visibility::Public.as_str().to_string()),
+        record_credentials: given
+            .record_credentials
+            .or(current.map(|c| c.record_credentials))
+            .unwrap_or(false),
     })
 }
 

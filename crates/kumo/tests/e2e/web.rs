@@ -107,6 +107,35 @@ async fn kumo_credentials_never_reach_a_function_or_a_run_record() {
         .await;
     assert_eq!(stored["input"]["headers"]["authorization"], "***");
     assert!(!stored["input"].to_string().contains("app-jwt-123"));
+
+    // A function may keep its callers' credentials in its stored runs
+    // (to debug an app's own auth), never Kumo's.
+    let function = server
+        .call(
+            Method::PATCH,
+            "/api/v1/projects/creds/functions/private",
+            Some(json!({"record_credentials": true})),
+        )
+        .await
+        .expect_status(200);
+    assert_eq!(function["record_credentials"], true);
+    let resp = server
+        .send(
+            server
+                .authed(Method::GET, "/fn/creds/private")
+                .header(COOKIE, "theme=dark; kumo_session=stolen")
+                .header("x-api-key", "app-key-1"),
+        )
+        .await;
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let id = resp.header("x-kumo-invocation-id").expect("a run id");
+    let stored = server
+        .run_record(&id, std::time::Duration::from_secs(10))
+        .await;
+    assert_eq!(stored["input"]["headers"]["cookie"], "theme=dark");
+    assert_eq!(stored["input"]["headers"]["x-api-key"], "app-key-1");
+    let text = stored["input"].to_string();
+    assert!(!text.contains(TOKEN) && !text.contains("stolen"), "{text}");
 }
 
 /// SECURITY 38: on the dashboard's origin, a function's answer is
