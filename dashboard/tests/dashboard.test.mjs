@@ -122,9 +122,14 @@ async function deployAndWait(page, expected) {
   await page.getByRole('status').filter({ hasText: expected }).first().waitFor({ timeout: 30000 });
 }
 
+/** Sends the test panel's request and waits for its own answer (not the
+ * one before it, still on screen), run and logs included. */
 async function sendTest(page, query) {
+  const shown = page.locator('.test-result');
+  const before = (await shown.count()) ? Number(await shown.getAttribute('data-call')) : 0;
   await page.getByLabel('Query').fill(query);
   await page.getByRole('button', { name: 'Send' }).click();
+  await page.locator(`.test-result[data-call="${before + 1}"]`).waitFor({ timeout: 15000 });
   await page.getByTestId('test-logs').or(page.getByText('No log lines.')).waitFor({ timeout: 15000 });
 }
 

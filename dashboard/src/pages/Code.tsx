@@ -227,6 +227,9 @@ function TestPanel({ f, onCalled }: { f: Fn; onCalled: () => void }) {
   const [body, setBody] = useState('');
   const [busy, setBusy] = useState(false);
   const [result, setResult] = useState<TestResult | null>(null);
+  // Answers shown so far: tells one answer from the next, for the eye
+  // (the block is redrawn) and for the browser tests (`data-call`).
+  const [calls, setCalls] = useState(0);
   const [error, setError] = useState<unknown>(null);
 
   async function send(e?: Event) {
@@ -265,6 +268,7 @@ function TestPanel({ f, onCalled }: { f: Fn; onCalled: () => void }) {
         // The server finds a run the moment it has answered.
         setResult({ ...r, run: await api.invocation(id) });
       }
+      setCalls((n) => n + 1);
       onCalled();
     } catch (err) {
       setError(err);
@@ -312,7 +316,7 @@ function TestPanel({ f, onCalled }: { f: Fn; onCalled: () => void }) {
       </form>
       <ErrorNote error={error} />
       {result && (
-        <div class="test-result" aria-live="polite">
+        <div class="test-result" aria-live="polite" data-call={calls} key={calls}>
           <p class="result-line">
             <strong class={result.status < 400 ? 'good' : 'bad'} data-testid="test-status">
               {result.status} {result.statusText}
