@@ -187,9 +187,9 @@ async fn status_of(server: &TestServer, id: &str) -> u16 {
 /// 1 MiB for everything else (schema, accounts, deployments, partly
 /// filled pages); the newest runs are all there and the oldest gone; the
 /// few runs of another project are untouched.
-#[tokio::test]
-async fn item_40_a_flood_of_large_calls_stays_within_the_budget() {
-    let (project_budget, server_budget) = (2 * MIB, 4 * MIB);
+/// A server with these budgets and two projects with an echo function:
+/// `flood`, and `calm` with three runs (their ids).
+async fn flood_and_calm(project_budget: u64, server_budget: u64) -> (TestServer, Vec<String>) {
     let server = TestServer::start_with(&[
         "--project-history-bytes",
         &project_budget.to_string(),
@@ -208,6 +208,13 @@ async fn item_40_a_flood_of_large_calls_stays_within_the_budget() {
         let run = server.invoke("calm", "echo", json!({"data": i})).await;
         calm.push(run["id"].as_str().expect("run id").to_string());
     }
+    (server, calm)
+}
+
+#[tokio::test]
+async fn item_40_a_flood_of_large_calls_stays_within_the_budget() {
+    let (project_budget, server_budget) = (2 * MIB, 4 * MIB);
+    let (server, calm) = flood_and_calm(project_budget, server_budget).await;
 
     let (ids, most) = flood(&server, "/fn/flood/echo", 60, 4).await;
     let bound = server_budget + 4 * MIB + MIB;
@@ -269,24 +276,7 @@ async fn item_40_a_flood_of_large_calls_stays_within_the_budget() {
 #[tokio::test]
 async fn item_40_over_the_server_budget_the_largest_project_goes_first() {
     let server_budget = 2 * MIB;
-    let server = TestServer::start_with(&[
-        "--project-history-bytes",
-        &(64 * MIB).to_string(),
-        "--run-history-bytes",
-        &server_budget.to_string(),
-    ])
-    .await;
-    server
-        .deploy("flood", "echo", &[("main.py", &py(ECHO))], json!({}))
-        .await;
-    server
-        .deploy("calm", "echo", &[("main.py", &py(ECHO))], json!({}))
-        .await;
-    let mut calm = Vec::new();
-    for i in 0..3 {
-        let run = server.invoke("calm", "echo", json!({"data": i})).await;
-        calm.push(run["id"].as_str().expect("run id").to_string());
-    }
+    let (server, calm) = flood_and_calm(64 * MIB, server_budget).await;
     let (ids, _) = flood(&server, "/fn/flood/echo", 32, 4).await;
     let bound = server_budget + 4 * MIB + MIB;
     wait_for(
