@@ -335,6 +335,14 @@ impl Store {
         Ok(Store { db, files })
     }
 
+    /// A transaction that takes the write lock when it begins. A deferred
+    /// one that reads first and writes later fails at once ("database is
+    /// locked", no waiting) when another connection wrote in between;
+    /// taking the lock first makes it wait its turn instead.
+    async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        Ok(self.db.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
     pub fn files(&self) -> &FileStore {
         &self.files
     }
@@ -610,7 +618,7 @@ impl Store {
 
     /// Deletes a project with its functions, deployments and runs.
     pub async fn delete_project(&self, project_id: &str) -> Result<()> {
-        let mut tx = self.db.begin().await?;
+        let mut tx = self.write_tx().await?;
         sqlx::query("DELETE FROM invocations WHERE project_id = $1")
             .bind(project_id)
             .execute(&mut *tx)
@@ -726,7 +734,7 @@ impl Store {
     }
 
     pub async fn delete_function(&self, function_id: &str) -> Result<()> {
-        let mut tx = self.db.begin().await?;
+        let mut tx = self.write_tx().await?;
         sqlx::query("DELETE FROM invocations WHERE function_id = $1")
             .bind(function_id)
             .execute(&mut *tx)
@@ -752,7 +760,7 @@ impl Store {
     ) -> Result<DeploymentRow> {
         let manifest =
             serde_json::to_string(new.manifest).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let mut tx = self.db.begin().await?;
+        let mut tx = self.write_tx().await?;
         // Taking the version number and bumping it in one statement keeps
         // two concurrent deploys from sharing a number.
         let (version,): (i64,) = sqlx::query_as(
@@ -986,7 +994,7 @@ impl Store {
         secret: bool,
     ) -> Result<(EnvVarRow, bool)> {
         let now = now_ms();
-        let mut tx = self.db.begin().await?;
+        let mut tx = self.write_tx().await?;
         let existed: Option<(i64,)> =
             sqlx::query_as("SELECT created_at FROM env_vars WHERE project_id = $1 AND name = $2")
                 .bind(project_id)
@@ -1031,7 +1039,7 @@ impl Store {
     /// Stores lines (ids given by the caller, increasing).
     pub async fn insert_log_lines(&self, rows: &[LogLineRow]) -> Result<()> {
         const CHUNK: usize = 400;
-        let mut tx = self.db.begin().await?;
+        let mut tx = self.write_tx().await?;
         for chunk in rows.chunks(CHUNK) {
             let mut query = sqlx::QueryBuilder::new(
                 "INSERT INTO log_lines (id, function_id, run_id, stream, time, line) ",
@@ -1133,7 +1141,7 @@ impl Store {
             .filter(|(i, r)| last.get(r.id.as_str()) == Some(i))
             .map(|(_, r)| r)
             .collect();
-        let mut tx = self.db.begin().await?;
+        let mut tx = self.write_tx().await?;
         for chunk in rows.chunks(CHUNK) {
             let mut query = sqlx::QueryBuilder::new(
                 "INSERT INTO invocations (id, owner_id, project_id, function_id, project, function, version, trigger_kind, status, input, output, error, logs, logs_truncated, duration_us, cold_start, created_at, finished_at, cpu_us, peak_memory, input_size, output_size, bytes) ",
@@ -1252,7 +1260,7 @@ impl Store {
         loop {
             // A run's lines go with it: nothing of a removed run is left
             // that its budget no longer counts.
-            let mut tx = self.db.begin().await?;
+            let mut tx = self.write_tx().await?;
             sqlx::query(lines)
                 .bind(bound)
                 .bind(BATCH)
@@ -1318,7 +1326,7 @@ impl Store {
             if ids.is_empty() {
                 continue;
             }
-            let mut tx = self.db.begin().await?;
+            let mut tx = self.write_tx().await?;
             let in_ids = |sql: &str| {
                 let mut query = sqlx::QueryBuilder::new(sql);
                 query.push(" IN (");
@@ -1444,6 +1452,38 @@ mod tests {
                 .expect("unfinished")
                 .is_empty()
         );
+    }
+
+    /// Transactions that read before they write, run side by side with
+    /// other writers, all succeed: none fails with "database is locked"
+    /// because another connection wrote between its read and its write.
+    #[tokio::test]
+    async fn concurrent_writers_wait_their_turn() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(dir.path(), None).await.expect("store");
+        let user = store.create_user("u", "x", true).await.expect("user");
+        let project = store
+            .create_project(&user.id, "app", "")
+            .await
+            .expect("project");
+        let mut tasks = tokio::task::JoinSet::new();
+        for writer in 0..8 {
+            let (store, project) = (store.clone(), project.id.clone());
+            tasks.spawn(async move {
+                for i in 0..25 {
+                    let key = format!("K{}", i % 3);
+                    store
+                        .put_env_var(&project, &key, &format!("{writer}-{i}"), false)
+                        .await
+                        .map_err(|e| format!("writer {writer}, write {i}: {e}"))?;
+                }
+                Ok::<_, String>(())
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done.expect("task").expect("every write succeeds");
+        }
+        assert_eq!(store.env_vars(&project.id).await.expect("vars").len(), 3);
     }
 
     fn line(id: i64, run_id: &str) -> LogLineRow {
