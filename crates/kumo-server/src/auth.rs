@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
-use axum::extract::FromRequestParts;
 use axum::http::HeaderMap;
 use axum::http::header::{AUTHORIZATION, COOKIE};
 use axum::http::request::Parts;
@@ -263,35 +262,6 @@ pub(crate) async fn bootstrap(
     Ok(())
 }
 
-impl FromRequestParts<crate::State> for Authed {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &crate::State,
-    ) -> Result<Self, Self::Rejection> {
-        if let Some(token) = bearer(parts) {
-            return state
-                .auth()
-                .check_token(token)
-                .await?
-                .ok_or_else(|| ApiError::unauthorized("invalid or revoked API token"));
-        }
-        let cookie = session_cookie(&parts.headers)?.ok_or_else(|| {
-            ApiError::unauthorized("missing API token; send 'Authorization: Bearer <token>'")
-        })?;
-        let user = state
-            .auth()
-            .check_token(&cookie)
-            .await?
-            .ok_or_else(|| ApiError::unauthorized("the session has ended; sign in again"))?;
-        if !parts.method.is_safe() {
-            check_csrf(&parts.headers, &cookie)?;
-        }
-        Ok(user)
-    }
-}
-
 /// The bearer token of a request, if any.
 pub(crate) fn bearer(parts: &Parts) -> Option<&str> {
     bearer_in(&parts.headers)
@@ -336,7 +306,7 @@ pub(crate) fn csrf_token(session: &str) -> String {
     hex::encode(&Sha256::digest(format!("kumo-csrf\u{0}{session}").as_bytes())[..16])
 }
 
-fn check_csrf(headers: &HeaderMap, session: &str) -> Result<(), ApiError> {
+pub(crate) fn check_csrf(headers: &HeaderMap, session: &str) -> Result<(), ApiError> {
     let sent = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
     let expected = csrf_token(session);
     match sent {

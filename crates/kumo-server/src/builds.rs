@@ -14,8 +14,9 @@ use kumo_builder::Deps;
 use kumo_runtimes::Runtime;
 use kumo_store::{DeploymentRow, FunctionRow, FunctionSettingsRow};
 
-use crate::State;
-use crate::api::functions::{LoadTarget, check_load};
+use crate::checks::{LoadTarget, check_load};
+use crate::environment;
+use crate::state::State;
 
 /// When a finished build makes its version active.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,7 +84,7 @@ async fn run(state: &State, job: Job) -> anyhow::Result<()> {
     let code_dir =
         tokio::task::spawn_blocking(move || files.materialize(&hash, &manifest)).await??;
     let settings = settings_of(&function);
-    let env = match crate::api::env::project_env(state, &function.project_id).await {
+    let env = match environment::open(state.store(), state.secrets(), &function.project_id).await {
         Ok(env) => env,
         Err(e) => anyhow::bail!("reading the project's environment: {}", e.message),
     };

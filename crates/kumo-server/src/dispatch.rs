@@ -10,24 +10,9 @@ use kumo_store::InvocationRow;
 use kumo_types::{ErrorCode, RunError, RunStatus, Trigger};
 use serde_json::value::RawValue;
 
-use crate::State;
 use crate::error::{ApiError, human_bytes};
 use crate::registry::Resolved;
-
-/// Final statuses, in the order of the `/metrics` counters.
-pub(crate) const STATUSES: [RunStatus; 7] = [
-    RunStatus::Queued,
-    RunStatus::Running,
-    RunStatus::Succeeded,
-    RunStatus::Failed,
-    RunStatus::TimedOut,
-    RunStatus::OutOfMemory,
-    RunStatus::Crashed,
-];
-
-pub(crate) fn status_index(status: RunStatus) -> usize {
-    STATUSES.iter().position(|s| *s == status).unwrap_or(0)
-}
+use crate::state::State;
 
 /// A finished call.
 pub(crate) struct Run {
@@ -84,7 +69,7 @@ pub(crate) async fn run_stored(
         ));
     };
     let created_at = kumo_store::now_ms();
-    let counters = &state.inner.counters;
+    let counters = state.counters();
     let mut outcome = match state.executor().invoke(&spec, &id, &event).await {
         Ok(outcome) => outcome,
         Err(ExecError::Overloaded { retry_after }) => {
@@ -112,7 +97,8 @@ pub(crate) async fn run_stored(
     enforce_response_limit(&mut outcome, state.config().limits.body_bytes);
     enforce_depth_limit(&mut outcome);
 
-    counters.runs_by_status[status_index(outcome.status)].fetch_add(1, Ordering::Relaxed);
+    counters.runs_by_status[crate::metrics::status_index(outcome.status)]
+        .fetch_add(1, Ordering::Relaxed);
     resolved.metrics.record(&crate::metrics::Sample {
         status: outcome.status,
         cold_start: outcome.cold_start,
@@ -351,11 +337,7 @@ async fn run_async(state: State, row: InvocationRow) {
         .unwrap_or_else(|| RawValue::from_string("null".into()).expect("null is JSON"));
     let mut delay = Duration::from_millis(200);
     for _ in 0..600 {
-        let resolved = match state
-            .registry()
-            .resolve(&state, &row.project, &row.function)
-            .await
-        {
+        let resolved = match state.registry().resolve(&row.project, &row.function).await {
             Ok(Some(resolved)) => resolved,
             Ok(None) => {
                 return finish_unrunnable(

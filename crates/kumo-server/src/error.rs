@@ -1,8 +1,11 @@
 //! One error type for every handler, sent as `{"error": {"code", "message"}}`.
 
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use kumo_types::{ErrorBody, ErrorCode, ErrorDetail};
+
+/// The header every gateway response carries.
+pub const INVOCATION_HEADER: HeaderName = HeaderName::from_static("x-kumo-invocation-id");
 
 /// An API error: a stable code, a message for people, and optional
 /// headers. Internal causes are logged, never sent.
@@ -113,9 +116,7 @@ impl IntoResponse for ApiError {
         if let Some(id) = self.invocation_id
             && let Ok(value) = HeaderValue::from_str(&id)
         {
-            response
-                .headers_mut()
-                .insert(crate::INVOCATION_HEADER, value);
+            response.headers_mut().insert(INVOCATION_HEADER, value);
         }
         response
     }

@@ -23,9 +23,11 @@ use serde_json::value::RawValue;
 
 use crate::auth::Authed;
 use crate::error::ApiError;
+use crate::error::INVOCATION_HEADER;
 use crate::registry::Resolved;
 use crate::routes::Lookup;
-use crate::{INVOCATION_HEADER, State, cors, dispatch};
+use crate::state::State;
+use crate::{cors, dispatch};
 
 /// The gateway's routes. On the main listener (`shared_origin`), which
 /// also serves the dashboard and the API, what functions answer is
@@ -142,9 +144,9 @@ async fn call(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    crate::api::Body(body): crate::api::Body,
+    crate::extract::Body(body): crate::extract::Body,
 ) -> Response {
-    let resolved = match state.registry().resolve(&state, &project, &function).await {
+    let resolved = match state.registry().resolve(&project, &function).await {
         Ok(Some(resolved)) => resolved,
         Ok(None) => {
             return ApiError::not_found(format_args!("function '{project}/{function}'"))
@@ -189,9 +191,9 @@ async fn call_route(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    crate::api::Body(body): crate::api::Body,
+    crate::extract::Body(body): crate::extract::Body,
 ) -> Response {
-    let surface = match state.registry().surface(&state, &project).await {
+    let surface = match state.registry().surface(&project).await {
         Ok(Some(surface)) => surface,
         Ok(None) => {
             return ApiError::not_found(format_args!("project '{project}'")).into_response();
@@ -232,7 +234,7 @@ async fn call_route(
                 .map(|(k, v)| (k.to_string(), decode(v)))
                 .collect();
             let function = m.value.clone();
-            match state.registry().resolve(&state, &project, &function).await {
+            match state.registry().resolve(&project, &function).await {
                 Ok(Some(resolved)) => {
                     serve(&state, &resolved, &request, &base_path, &decode(raw), &params).await
                 }

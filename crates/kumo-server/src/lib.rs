@@ -8,35 +8,40 @@
 //! This crate does not spawn processes (the executor does) and does not
 //! touch SQL (the store does).
 
+mod access;
 mod api;
 mod auth;
 mod builds;
+mod checks;
 pub mod config;
 mod conns;
 mod cors;
 mod dashboard;
+mod deploy;
 mod dispatch;
+mod environment;
 mod error;
+mod extract;
 mod gateway;
 mod livelogs;
 mod metrics;
-mod openapi;
+mod projects;
+mod prometheus;
 mod recorder;
 mod registry;
 mod retention;
 pub mod routes;
 mod secrets;
+mod state;
 mod upload;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use kumo_executor::{Executor, ExecutorConfig};
@@ -45,89 +50,14 @@ use kumo_sandbox::{Isolation, Sandbox, SandboxConfig};
 use kumo_store::Store;
 
 pub use config::Config;
+pub use error::INVOCATION_HEADER;
+pub use state::State;
 // Public for the benchmarks; not an interface for other crates.
 pub use gateway::{EventParts, Identity, encode_event};
 
 /// Runs the sandbox helper (`kumo __sandbox`); never returns.
 pub fn run_sandbox_helper() -> ! {
     kumo_sandbox::run_helper()
-}
-
-/// The header every gateway response carries.
-pub const INVOCATION_HEADER: HeaderName = HeaderName::from_static("x-kumo-invocation-id");
-
-/// Shared state of the server. Cheap to clone.
-#[derive(Clone)]
-pub struct State {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    config: Config,
-    store: Store,
-    executor: Executor,
-    builder: kumo_builder::Builder,
-    secrets: secrets::Secrets,
-    logs: Arc<livelogs::LogHub>,
-    metrics: metrics::Metrics,
-    registry: registry::Registry,
-    recorder: recorder::Recorder,
-    auth: auth::Auth,
-    public_url: String,
-    /// Where functions are reached: the functions' own origin when there
-    /// is one, else `public_url`.
-    functions_url: String,
-    counters: Counters,
-}
-
-/// Process-wide counters for `/metrics` (bounded labels only).
-#[derive(Default)]
-struct Counters {
-    runs_by_status: [AtomicU64; 7],
-    cold_starts: AtomicU64,
-    overloaded: AtomicU64,
-}
-
-impl State {
-    fn config(&self) -> &Config {
-        &self.inner.config
-    }
-    fn store(&self) -> &Store {
-        &self.inner.store
-    }
-    fn executor(&self) -> &Executor {
-        &self.inner.executor
-    }
-    fn builder(&self) -> &kumo_builder::Builder {
-        &self.inner.builder
-    }
-    fn secrets(&self) -> &secrets::Secrets {
-        &self.inner.secrets
-    }
-    fn logs(&self) -> &livelogs::LogHub {
-        &self.inner.logs
-    }
-    fn metrics(&self) -> &metrics::Metrics {
-        &self.inner.metrics
-    }
-    fn registry(&self) -> &registry::Registry {
-        &self.inner.registry
-    }
-    fn recorder(&self) -> &recorder::Recorder {
-        &self.inner.recorder
-    }
-    fn auth(&self) -> &auth::Auth {
-        &self.inner.auth
-    }
-    fn public_url(&self) -> &str {
-        &self.inner.public_url
-    }
-    fn functions_url(&self) -> &str {
-        &self.inner.functions_url
-    }
-    fn function_url(&self, project: &str, function: &str) -> String {
-        format!("{}/fn/{project}/{function}", self.inner.functions_url)
-    }
 }
 
 /// The router: API, gateway, docs, health and metrics.
@@ -137,9 +67,9 @@ pub fn app(state: State) -> Router {
     Router::new()
         .merge(api::router(deploy_limit, body_limit))
         .merge(gateway::router(state.config().sandbox_function_pages))
-        .merge(openapi::router())
+        .merge(api::openapi::router())
         .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(prometheus::metrics))
         .route("/", get(dashboard::index))
         .route("/assets/{*path}", get(dashboard::asset))
         .route(
@@ -265,23 +195,29 @@ pub async fn serve(
         .clone()
         .or_else(|| functions_addr.map(|at| format!("http://{at}")))
         .unwrap_or_else(|| public_url.clone());
-    let state = State {
-        inner: Arc::new(Inner {
-            registry: registry::Registry::new(executor.clone()),
-            builder,
-            secrets,
-            logs,
-            metrics: metrics::Metrics::default(),
-            auth: auth::Auth::new(store.clone()),
-            config,
+    let secrets = Arc::new(secrets);
+    let metrics = Arc::new(metrics::Metrics::default());
+    let state = State::new(state::Parts {
+        registry: registry::Registry::new(registry::Sources {
             store: store.clone(),
             executor: executor.clone(),
-            recorder: recorder.clone(),
-            public_url,
-            functions_url,
-            counters: Counters::default(),
+            builder: builder.clone(),
+            secrets: secrets.clone(),
+            metrics: metrics.clone(),
         }),
-    };
+        builder,
+        secrets,
+        logs,
+        metrics,
+        auth: auth::Auth::new(store.clone()),
+        config,
+        store: store.clone(),
+        executor: executor.clone(),
+        recorder: recorder.clone(),
+        public_url,
+        functions_url,
+        counters: state::Counters::default(),
+    });
     dispatch::recover_unfinished(&state).await?;
     builds::resume(&state).await?;
     let evictor = tokio::spawn(builds::evict_unused(state.clone()));
@@ -386,7 +322,7 @@ fn start_sandbox(config: &Config) -> anyhow::Result<Sandbox> {
     let helper_exe =
         std::env::current_exe().context("finding the kumo binary to run the sandbox helper")?;
     if config.isolation == Isolation::Process {
-        warn_unsafe_mode();
+        deploy::warn_unsafe_mode();
     }
     Sandbox::new(SandboxConfig {
         isolation: config.isolation,
@@ -395,13 +331,6 @@ fn start_sandbox(config: &Config) -> anyhow::Result<Sandbox> {
         scope,
     })
     .context("starting the sandbox")
-}
-
-/// Said at start and on every deploy when functions run unconfined.
-pub(crate) fn warn_unsafe_mode() {
-    tracing::warn!(
-        "UNSAFE: --isolation process runs functions as plain processes with the server's privileges; use it only on a development machine"
-    );
 }
 
 fn restrict_permissions(dir: &std::path::Path) {
@@ -418,145 +347,4 @@ async fn not_found() -> error::ApiError {
         kumo_types::ErrorCode::NotFound,
         "no such endpoint; the API lives under /api/v1 (see /docs)",
     )
-}
-
-/// `/metrics`: an admin's token, unless the operator made it public.
-async fn metrics(
-    axum::extract::State(state): axum::extract::State<State>,
-    request: axum::extract::Request,
-) -> axum::response::Response {
-    if !state.config().public_metrics {
-        let (mut parts, _) = request.into_parts();
-        match <auth::Authed as axum::extract::FromRequestParts<State>>::from_request_parts(
-            &mut parts, &state,
-        )
-        .await
-        {
-            Ok(user) if user.is_admin => {}
-            Ok(_) => {
-                return error::ApiError::new(
-                    kumo_types::ErrorCode::Forbidden,
-                    "/metrics names every project and function: it needs an admin's token (or the server's --public-metrics)",
-                )
-                .into_response();
-            }
-            Err(e) => return e.into_response(),
-        }
-    }
-    prometheus_text(&state).into_response()
-}
-
-fn prometheus_text(state: &State) -> impl IntoResponse + use<> {
-    use std::fmt::Write;
-    let c = &state.inner.counters;
-    let mut out = String::new();
-    out.push_str("# HELP kumo_invocations_total Function runs by final status.\n# TYPE kumo_invocations_total counter\n");
-    for status in dispatch::STATUSES {
-        let n = c.runs_by_status[dispatch::status_index(status)].load(Ordering::Relaxed);
-        let _ = writeln!(
-            out,
-            "kumo_invocations_total{{status=\"{}\"}} {n}",
-            status.as_str()
-        );
-    }
-    out.push_str("# HELP kumo_cold_starts_total Runs that started a new instance.\n# TYPE kumo_cold_starts_total counter\n");
-    let _ = writeln!(
-        out,
-        "kumo_cold_starts_total {}",
-        c.cold_starts.load(Ordering::Relaxed)
-    );
-    out.push_str("# HELP kumo_throttled_total Calls refused with 429.\n# TYPE kumo_throttled_total counter\n");
-    let _ = writeln!(
-        out,
-        "kumo_throttled_total {}",
-        c.overloaded.load(Ordering::Relaxed)
-    );
-    function_metrics(&mut out, &state.metrics().all());
-    out.push_str("# HELP kumo_log_lines_dropped_total Log lines not stored because the database was far behind (the runs' own logs are complete).\n# TYPE kumo_log_lines_dropped_total counter\n");
-    let _ = writeln!(
-        out,
-        "kumo_log_lines_dropped_total {}",
-        state.logs().dropped()
-    );
-    out.push_str("# HELP kumo_instances Running instances.\n# TYPE kumo_instances gauge\n");
-    let _ = writeln!(out, "kumo_instances {}", state.executor().total_instances());
-    out.push_str("# HELP kumo_prewarmed_instances Sandboxes started ahead of need, waiting for a function.\n# TYPE kumo_prewarmed_instances gauge\n");
-    let _ = writeln!(
-        out,
-        "kumo_prewarmed_instances {}",
-        state.executor().prewarmed()
-    );
-    (
-        StatusCode::OK,
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        out,
-    )
-}
-
-/// The per-function families of `/metrics`. Labels are the project, the
-/// function and the status only (never ids or paths), so there are as
-/// many series as functions times statuses.
-fn function_metrics(out: &mut String, functions: &[Arc<metrics::FunctionMetrics>]) {
-    use std::fmt::Write;
-    let all: Vec<(&metrics::FunctionMetrics, metrics::Totals)> =
-        functions.iter().map(|f| (f.as_ref(), f.totals())).collect();
-    out.push_str("# HELP kumo_function_invocations_total Runs of a function by final status.\n# TYPE kumo_function_invocations_total counter\n");
-    for (f, t) in &all {
-        for (status, n) in dispatch::STATUSES.iter().zip(t.by_status) {
-            if n > 0 {
-                let _ = writeln!(
-                    out,
-                    "kumo_function_invocations_total{{project=\"{}\",function=\"{}\",status=\"{}\"}} {n}",
-                    f.project,
-                    f.function,
-                    status.as_str()
-                );
-            }
-        }
-    }
-    out.push_str("# HELP kumo_function_cold_starts_total Runs of a function that started an instance.\n# TYPE kumo_function_cold_starts_total counter\n");
-    for (f, t) in &all {
-        let _ = writeln!(
-            out,
-            "kumo_function_cold_starts_total{{project=\"{}\",function=\"{}\"}} {}",
-            f.project, f.function, t.cold_starts
-        );
-    }
-    out.push_str("# HELP kumo_function_cpu_seconds_total CPU time of a function's runs.\n# TYPE kumo_function_cpu_seconds_total counter\n");
-    for (f, t) in &all {
-        let _ = writeln!(
-            out,
-            "kumo_function_cpu_seconds_total{{project=\"{}\",function=\"{}\"}} {}",
-            f.project, f.function, t.cpu_secs
-        );
-    }
-    out.push_str("# HELP kumo_function_duration_seconds How long a function's runs took.\n# TYPE kumo_function_duration_seconds histogram\n");
-    for (f, t) in &all {
-        let labels = format!("project=\"{}\",function=\"{}\"", f.project, f.function);
-        let mut cumulative = 0u64;
-        for (bound, n) in metrics::PROMETHEUS_BOUNDS.iter().zip(t.duration_buckets) {
-            cumulative += n;
-            let _ = writeln!(
-                out,
-                "kumo_function_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {cumulative}"
-            );
-        }
-        let count: u64 = t.duration_buckets.iter().sum();
-        let _ = writeln!(
-            out,
-            "kumo_function_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {count}"
-        );
-        let _ = writeln!(
-            out,
-            "kumo_function_duration_seconds_sum{{{labels}}} {}",
-            t.duration_sum_secs
-        );
-        let _ = writeln!(
-            out,
-            "kumo_function_duration_seconds_count{{{labels}}} {count}"
-        );
-    }
 }

@@ -15,7 +15,20 @@ use std::time::Duration;
 
 use kumo_types::RunStatus;
 
-use crate::dispatch::{STATUSES, status_index};
+/// Final statuses, in the order of the `/metrics` counters.
+pub(crate) const STATUSES: [RunStatus; 7] = [
+    RunStatus::Queued,
+    RunStatus::Running,
+    RunStatus::Succeeded,
+    RunStatus::Failed,
+    RunStatus::TimedOut,
+    RunStatus::OutOfMemory,
+    RunStatus::Crashed,
+];
+
+pub(crate) fn status_index(status: RunStatus) -> usize {
+    STATUSES.iter().position(|s| *s == status).unwrap_or(0)
+}
 
 /// How long minute buckets are kept.
 const WINDOW_MINUTES: i64 = 24 * 60;

@@ -13,14 +13,14 @@ use std::time::Duration;
 
 use kumo_executor::{DeploymentSpec, Executor};
 use kumo_runtimes::Runtime;
-use kumo_store::{FunctionRow, ProjectRow};
-
+use kumo_store::{FunctionRow, ProjectRow, Store};
 use kumo_types::Visibility;
 
-use crate::State;
-use crate::cors;
 use crate::error::ApiError;
+use crate::metrics::{FunctionMetrics, Metrics};
 use crate::routes::{RoutePattern, RouteTable};
+use crate::secrets::Secrets;
+use crate::{cors, environment};
 
 /// A function as the hot path needs it.
 #[derive(Debug)]
@@ -38,7 +38,7 @@ pub(crate) struct Resolved {
     /// The project's CORS answers, if it has settings.
     pub(crate) cors: Option<Arc<cors::Policy>>,
     /// Where its calls are counted.
-    pub(crate) metrics: Arc<crate::metrics::FunctionMetrics>,
+    pub(crate) metrics: Arc<FunctionMetrics>,
 }
 
 /// A project's public surface: its routes and CORS settings.
@@ -48,8 +48,17 @@ pub(crate) struct Surface {
     pub(crate) cors: Option<Arc<cors::Policy>>,
 }
 
+/// What the registry loads entries from.
+pub(crate) struct Sources {
+    pub(crate) store: Store,
+    pub(crate) executor: Executor,
+    pub(crate) builder: kumo_builder::Builder,
+    pub(crate) secrets: Arc<Secrets>,
+    pub(crate) metrics: Arc<Metrics>,
+}
+
 pub(crate) struct Registry {
-    executor: Executor,
+    sources: Sources,
     entries: RwLock<HashMap<(String, String), Arc<Resolved>>>,
     surfaces: RwLock<HashMap<String, Arc<Surface>>>,
     /// Bumped on every invalidation, so a load that raced with a change
@@ -58,9 +67,9 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
-    pub(crate) fn new(executor: Executor) -> Self {
+    pub(crate) fn new(sources: Sources) -> Self {
         Registry {
-            executor,
+            sources,
             entries: RwLock::new(HashMap::new()),
             surfaces: RwLock::new(HashMap::new()),
             generation: AtomicU64::new(0),
@@ -70,11 +79,10 @@ impl Registry {
     /// The function `project/function`, from memory or the store.
     pub(crate) async fn resolve(
         &self,
-        state: &State,
         project: &str,
         function: &str,
     ) -> Result<Option<Arc<Resolved>>, ApiError> {
-        let store = state.store();
+        let store = &self.sources.store;
         let key = (project.to_string(), function.to_string());
         if let Some(found) = self.entries.read().expect("registry poisoned").get(&key) {
             return Ok(Some(found.clone()));
@@ -86,7 +94,7 @@ impl Registry {
         let Some(function_row) = store.function(&project_row.id, function).await? else {
             return Ok(None);
         };
-        let resolved = Arc::new(load(state, project_row, function_row).await?);
+        let resolved = Arc::new(self.load(project_row, function_row).await?);
         let mut entries = self.entries.write().expect("registry poisoned");
         if self.generation.load(Ordering::Acquire) == generation {
             entries.insert(key, resolved.clone());
@@ -95,11 +103,7 @@ impl Registry {
     }
 
     /// The routes and CORS settings of `project`, from memory or the store.
-    pub(crate) async fn surface(
-        &self,
-        state: &State,
-        project: &str,
-    ) -> Result<Option<Arc<Surface>>, ApiError> {
+    pub(crate) async fn surface(&self, project: &str) -> Result<Option<Arc<Surface>>, ApiError> {
         if let Some(found) = self
             .surfaces
             .read()
@@ -109,7 +113,7 @@ impl Registry {
             return Ok(Some(found.clone()));
         }
         let generation = self.generation.load(Ordering::Acquire);
-        let store = state.store();
+        let store = &self.sources.store;
         let Some(project_row) = store.project(kumo_store::Scope::All, project).await? else {
             return Ok(None);
         };
@@ -185,97 +189,96 @@ impl Registry {
         self.retire(removed.into_iter());
     }
 
+    /// Builds the entry of `function`: its active version laid out, with
+    /// the project's environment.
+    async fn load(&self, project: ProjectRow, function: FunctionRow) -> Result<Resolved, ApiError> {
+        let store = &self.sources.store;
+        let visibility = Visibility::parse(&function.visibility).unwrap_or(Visibility::Public);
+        let mut spec = None;
+        if let Some(version) = function.active_version
+            && let Some(deployment) = store.deployment(&function.id, version).await?
+        {
+            let runtime = Runtime::parse(&deployment.runtime).ok_or_else(|| {
+                ApiError::internal(
+                    "loading a deployment",
+                    format!("unknown runtime {}", deployment.runtime),
+                )
+            })?;
+            let manifest = deployment.manifest()?;
+            let files = store.files().clone();
+            let key = deployment.content_hash.clone();
+            let code_dir = tokio::task::spawn_blocking(move || files.materialize(&key, &manifest))
+                .await
+                .map_err(|e| ApiError::internal("laying out a deployment", e))??;
+            let concurrency = usize::try_from(function.concurrency).unwrap_or(1).max(1);
+            let env = environment::open(store, &self.sources.secrets, &project.id).await?;
+            let layer = match deployment.layer.as_deref() {
+                Some(key) => {
+                    let dir = self.sources.builder.ready(key);
+                    if dir.is_none() {
+                        tracing::warn!(layer = key, function = %function.name, "the active version's dependency layer is missing");
+                    }
+                    dir
+                }
+                None => None,
+            };
+            spec = Some(Arc::new(DeploymentSpec {
+                key: format!(
+                    "{}:{}:{}:{}:{}:{}:{}:{}",
+                    deployment.id,
+                    env.fingerprint,
+                    function.timeout_ms,
+                    function.memory_mb,
+                    concurrency,
+                    function.cpu_millicores,
+                    function.pids,
+                    function.tmp_mb
+                ),
+                function_id: function.id.clone(),
+                tenant: project.owner_id.clone(),
+                function_name: function.name.clone(),
+                version: deployment.version,
+                runtime,
+                code_dir,
+                layer,
+                entrypoint: deployment.entrypoint,
+                handler: deployment.handler,
+                timeout: Duration::from_millis(u64::try_from(function.timeout_ms).unwrap_or(1000)),
+                memory_mb: u64::try_from(function.memory_mb).unwrap_or(128),
+                cpu_millicores: u64::try_from(function.cpu_millicores).unwrap_or(1000),
+                pids: u64::try_from(function.pids).unwrap_or(128),
+                tmp_bytes: u64::try_from(function.tmp_mb).unwrap_or(64) * 1024 * 1024,
+                concurrency,
+                env: env.vars,
+                redact: env.secrets,
+            }));
+        }
+        let cors = cors_policy(&project);
+        let metrics = self
+            .sources
+            .metrics
+            .function(&function.id, &project.name, &function.name);
+        Ok(Resolved {
+            cors,
+            metrics,
+            project_id: project.id,
+            project: project.name,
+            owner_id: project.owner_id,
+            function_id: function.id,
+            function: function.name,
+            visibility,
+            record_credentials: function.record_credentials,
+            spec,
+        })
+    }
+
     fn retire(&self, removed: impl Iterator<Item = Arc<Resolved>>) {
         for resolved in removed {
             if let Some(spec) = &resolved.spec {
-                self.executor.retire(&spec.key);
+                self.sources.executor.retire(&spec.key);
             }
         }
     }
-}
-
-async fn load(
-    state: &State,
-    project: ProjectRow,
-    function: FunctionRow,
-) -> Result<Resolved, ApiError> {
-    let store = state.store();
-    let visibility = Visibility::parse(&function.visibility).unwrap_or(Visibility::Public);
-    let mut spec = None;
-    if let Some(version) = function.active_version
-        && let Some(deployment) = store.deployment(&function.id, version).await?
-    {
-        let runtime = Runtime::parse(&deployment.runtime).ok_or_else(|| {
-            ApiError::internal(
-                "loading a deployment",
-                format!("unknown runtime {}", deployment.runtime),
-            )
-        })?;
-        let manifest = deployment.manifest()?;
-        let files = store.files().clone();
-        let key = deployment.content_hash.clone();
-        let code_dir = tokio::task::spawn_blocking(move || files.materialize(&key, &manifest))
-            .await
-            .map_err(|e| ApiError::internal("laying out a deployment", e))??;
-        let concurrency = usize::try_from(function.concurrency).unwrap_or(1).max(1);
-        let env = crate::api::env::project_env(state, &project.id).await?;
-        let layer = match deployment.layer.as_deref() {
-            Some(key) => {
-                let dir = state.builder().ready(key);
-                if dir.is_none() {
-                    tracing::warn!(layer = key, function = %function.name, "the active version's dependency layer is missing");
-                }
-                dir
-            }
-            None => None,
-        };
-        spec = Some(Arc::new(DeploymentSpec {
-            key: format!(
-                "{}:{}:{}:{}:{}:{}:{}:{}",
-                deployment.id,
-                env.fingerprint,
-                function.timeout_ms,
-                function.memory_mb,
-                concurrency,
-                function.cpu_millicores,
-                function.pids,
-                function.tmp_mb
-            ),
-            function_id: function.id.clone(),
-            tenant: project.owner_id.clone(),
-            function_name: function.name.clone(),
-            version: deployment.version,
-            runtime,
-            code_dir,
-            layer,
-            entrypoint: deployment.entrypoint,
-            handler: deployment.handler,
-            timeout: Duration::from_millis(u64::try_from(function.timeout_ms).unwrap_or(1000)),
-            memory_mb: u64::try_from(function.memory_mb).unwrap_or(128),
-            cpu_millicores: u64::try_from(function.cpu_millicores).unwrap_or(1000),
-            pids: u64::try_from(function.pids).unwrap_or(128),
-            tmp_bytes: u64::try_from(function.tmp_mb).unwrap_or(64) * 1024 * 1024,
-            concurrency,
-            env: env.vars,
-            redact: env.secrets,
-        }));
-    }
-    let cors = cors_policy(&project);
-    let metrics = state
-        .metrics()
-        .function(&function.id, &project.name, &function.name);
-    Ok(Resolved {
-        cors,
-        metrics,
-        project_id: project.id,
-        project: project.name,
-        owner_id: project.owner_id,
-        function_id: function.id,
-        function: function.name,
-        visibility,
-        record_credentials: function.record_credentials,
-        spec,
-    })
 }
 
 /// The CORS policy of a project's stored settings.

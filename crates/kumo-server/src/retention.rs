@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use kumo_store::Store;
 
-use crate::State;
 use crate::config::Retention;
+use crate::state::State;
 
 /// Prunes every so often (every minute, or sooner for a short retention),
 /// and after a burst of writes.

@@ -10,11 +10,11 @@ use kumo_types::{
 };
 
 use super::{Body, Json, parse_json};
-use crate::State;
 use crate::auth::{
     Authed, csrf_token, hash_token, new_token, session_cookie, session_set_cookie, token_prefix,
 };
 use crate::error::{ApiError, ApiResult};
+use crate::state::State;
 
 /// Exchanges a user name and password for a new API token.
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "accounts", request_body = LoginRequest,

@@ -19,10 +19,11 @@ use kumo_types::{ErrorBody, LogLine, Page};
 use serde::Deserialize;
 use tokio::sync::{broadcast, mpsc};
 
-use super::{Query, functions, runs::parse_since};
-use crate::State;
+use super::{Query, runs::parse_since};
+use crate::access;
 use crate::auth::Authed;
 use crate::error::{ApiError, ApiResult};
+use crate::state::State;
 
 /// Lines read from the store per query while catching up.
 const CATCH_UP_BATCH: i64 = 1000;
@@ -74,7 +75,7 @@ pub(crate) async fn logs(
     Query(q): Query<LogsQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let (_, row) = functions::find(&state, &user, &project, &function).await?;
+    let (_, row) = access::function(&state, &user, &project, &function).await?;
     let since_ms = q
         .since
         .as_deref()

@@ -8,9 +8,10 @@ use kumo_types::{
 };
 
 use super::{Json, PageQuery, Query, page_limit};
-use crate::State;
+use crate::access;
 use crate::auth::Authed;
 use crate::error::{ApiError, ApiResult};
+use crate::state::State;
 
 pub(crate) fn to_api(row: ProjectRow) -> Project {
     Project {
@@ -22,15 +23,6 @@ pub(crate) fn to_api(row: ProjectRow) -> Project {
         description: row.description,
         created_at: row.created_at,
     }
-}
-
-/// The project `name` if the caller may see it, else 404.
-pub(crate) async fn find(state: &State, user: &Authed, name: &str) -> ApiResult<ProjectRow> {
-    state
-        .store()
-        .project(user.scope(), name)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format_args!("project '{name}'")))
 }
 
 fn check_description(description: &str) -> ApiResult<()> {
@@ -96,7 +88,9 @@ pub(crate) async fn get(
     user: Authed,
     Path(project): Path<String>,
 ) -> ApiResult<axum::Json<Project>> {
-    Ok(axum::Json(to_api(find(&state, &user, &project).await?)))
+    Ok(axum::Json(to_api(
+        access::project(&state, &user, &project).await?,
+    )))
 }
 
 /// Changes a project's description or CORS settings.
@@ -111,7 +105,7 @@ pub(crate) async fn update(
     Path(project): Path<String>,
     Json(req): Json<UpdateProject>,
 ) -> ApiResult<axum::Json<Project>> {
-    let mut row = find(&state, &user, &project).await?;
+    let mut row = access::project(&state, &user, &project).await?;
     // Everything is checked before anything changes.
     if let Some(description) = &req.description {
         check_description(description)?;
@@ -150,7 +144,7 @@ pub(crate) async fn remove(
     user: Authed,
     Path(project): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let row = find(&state, &user, &project).await?;
+    let row = access::project(&state, &user, &project).await?;
     state.store().delete_project(&row.id).await?;
     state.metrics().remove_project(&row.name);
     state.registry().invalidate_project(&row.name);

@@ -8,11 +8,12 @@ use axum::http::{Method, StatusCode};
 use kumo_store::RouteRow;
 use kumo_types::{CreateRoute, ErrorBody, ErrorCode, Page, Route};
 
-use super::{Json, projects};
-use crate::State;
+use super::Json;
+use crate::access;
 use crate::auth::Authed;
 use crate::error::{ApiError, ApiResult};
 use crate::routes::{RouteError, RoutePattern, RouteTable};
+use crate::state::State;
 
 /// The most routes a project may have.
 const MAX_ROUTES: usize = 500;
@@ -53,7 +54,7 @@ pub(crate) async fn list(
     user: Authed,
     Path(project): Path<String>,
 ) -> ApiResult<axum::Json<Page<Route>>> {
-    let row = projects::find(&state, &user, &project).await?;
+    let row = access::project(&state, &user, &project).await?;
     let routes = state.store().routes(&row.id).await?;
     Ok(axum::Json(Page {
         items: routes
@@ -80,7 +81,7 @@ pub(crate) async fn create(
     Path(project): Path<String>,
     Json(req): Json<CreateRoute>,
 ) -> ApiResult<(StatusCode, axum::Json<Route>)> {
-    let row = projects::find(&state, &user, &project).await?;
+    let row = access::project(&state, &user, &project).await?;
     let (method_name, method) = parse_method(&req.method)?;
     let pattern =
         RoutePattern::parse(&req.path).map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -151,7 +152,7 @@ pub(crate) async fn remove(
     user: Authed,
     Path((project, id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    let row = projects::find(&state, &user, &project).await?;
+    let row = access::project(&state, &user, &project).await?;
     if !state.store().delete_route(&row.id, &id).await? {
         return Err(ApiError::not_found(format_args!(
             "route '{id}' of project '{project}'"

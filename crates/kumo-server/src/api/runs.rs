@@ -14,11 +14,12 @@ use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use super::{Body, Json, Query, functions, page_limit};
-use crate::State;
+use super::{Body, Json, Query, page_limit};
+use crate::access;
 use crate::auth::Authed;
 use crate::dispatch;
 use crate::error::{ApiError, ApiResult, human_bytes};
+use crate::state::State;
 
 fn parse_json_value(text: Option<&str>) -> Option<Value> {
     text.and_then(|t| serde_json::from_str(t).ok())
@@ -117,7 +118,7 @@ pub(crate) async fn invoke(
     Query(query): Query<InvokeQuery>,
     Body(body): Body,
 ) -> ApiResult<Response> {
-    let (_, _) = functions::find(&state, &user, &project, &function).await?;
+    let (_, _) = access::function(&state, &user, &project, &function).await?;
     let event: Box<RawValue> = if body.iter().all(u8::is_ascii_whitespace) {
         RawValue::from_string("{}".into())
             .map_err(|e| ApiError::internal("building an empty event", e))?
@@ -135,7 +136,7 @@ pub(crate) async fn invoke(
     }
     let resolved = state
         .registry()
-        .resolve(&state, &project, &function)
+        .resolve(&project, &function)
         .await?
         .ok_or_else(|| ApiError::not_found(format_args!("function '{project}/{function}'")))?;
     if query.is_async.unwrap_or(false) {
@@ -170,10 +171,10 @@ pub(crate) async fn http(
     Path((project, function)): Path<(String, String)>,
     Json(call): Json<HttpCall>,
 ) -> ApiResult<axum::Json<HttpAnswer>> {
-    let (_, _) = functions::find(&state, &user, &project, &function).await?;
+    let (_, _) = access::function(&state, &user, &project, &function).await?;
     let resolved = state
         .registry()
-        .resolve(&state, &project, &function)
+        .resolve(&project, &function)
         .await?
         .ok_or_else(|| ApiError::not_found(format_args!("function '{project}/{function}'")))?;
     Ok(axum::Json(
@@ -205,7 +206,7 @@ pub(crate) async fn list(
     Path((project, function)): Path<(String, String)>,
     Query(q): Query<RunsQuery>,
 ) -> ApiResult<axum::Json<Page<Invocation>>> {
-    let (_, row) = functions::find(&state, &user, &project, &function).await?;
+    let (_, row) = access::function(&state, &user, &project, &function).await?;
     let limit = page_limit(q.limit)?;
     let mut items = Vec::new();
     let mut cursor = q.cursor.clone();
@@ -291,7 +292,7 @@ pub(crate) async fn replay(
     }
     let resolved = state
         .registry()
-        .resolve(&state, &row.project, &row.function)
+        .resolve(&row.project, &row.function)
         .await?
         .filter(|r| user.can_access(&r.owner_id))
         .ok_or_else(|| {

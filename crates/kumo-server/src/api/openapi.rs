@@ -22,8 +22,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::State;
 use crate::api::{accounts, env, functions, logs, projects, routing, runs, templates};
+use crate::state::State;
 
 /// Where the document is served.
 const DOCUMENT_PATH: &str = "/api/v1/openapi.json";
