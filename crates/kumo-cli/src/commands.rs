@@ -5,7 +5,8 @@ use std::io::{IsTerminal, Read};
 use std::path::Path;
 
 use anyhow::Context;
-use kumo_client::{Client, LogFilter};
+use kumo_client::Client;
+use kumo_types::LogsQuery;
 use kumo_types::{CreateRoute, Deployment, FunctionSettings, LogLine};
 
 use crate::config::{self, Credentials};
@@ -301,7 +302,7 @@ pub async fn invoke(
 pub async fn logs(
     project: &str,
     function: &str,
-    filter: LogFilter,
+    filter: LogsQuery,
     follow: bool,
     json: bool,
 ) -> anyhow::Result<()> {
@@ -578,7 +579,7 @@ pub async fn versions(project: &str, function: &str, json: bool) -> anyhow::Resu
     for d in &versions {
         rows.push(vec![
             format!("{}{}", d.version, if d.active { " *" } else { "" }),
-            d.status.clone(),
+            d.status.as_str().to_string(),
             d.runtime.clone(),
             d.file_count.to_string(),
             output::time(d.created_at),
@@ -625,7 +626,9 @@ pub async fn rollback(project: &str, function: &str, version: Option<i64>) -> an
 fn previous(versions: &[Deployment], active: Option<i64>) -> Option<i64> {
     versions
         .iter()
-        .filter(|d| d.status == "ready" && active.is_none_or(|a| d.version < a))
+        .filter(|d| {
+            d.status == kumo_types::DeploymentStatus::Ready && active.is_none_or(|a| d.version < a)
+        })
         .map(|d| d.version)
         .max()
 }

@@ -122,8 +122,8 @@ pub async fn run(
                 continue;
             }
         };
-        match deployed.status.as_str() {
-            "unchanged" => {
+        match deployed.status {
+            kumo_types::DeployStatus::Unchanged => {
                 anstream::println!(
                     "{} {name} is unchanged (version {}), nothing to deploy  {}",
                     paint(DIM, "="),
@@ -132,7 +132,7 @@ pub async fn run(
                 );
                 summary.unchanged.push(name.clone());
             }
-            "building" => {
+            kumo_types::DeployStatus::Building => {
                 let bar = spinner(format!(
                     "{name} version {}: installing its dependencies",
                     deployed.version
@@ -165,7 +165,7 @@ pub async fn run(
                     }
                 }
             }
-            _ => {
+            kumo_types::DeployStatus::Active => {
                 anstream::println!(
                     "{} {name} version {} is live  {}",
                     paint(GOOD, "✓"),
@@ -269,9 +269,13 @@ async fn wait_for_build(
 ) -> anyhow::Result<Result<bool, String>> {
     loop {
         let d = client.deployment(project, function, version).await?;
-        match d.status.as_str() {
-            "building" => tokio::time::sleep(Duration::from_millis(400)).await,
-            "failed" => return Ok(Err(d.error.unwrap_or_else(|| "no reason given".into()))),
+        match d.status {
+            kumo_types::DeploymentStatus::Building => {
+                tokio::time::sleep(Duration::from_millis(400)).await
+            }
+            kumo_types::DeploymentStatus::Failed => {
+                return Ok(Err(d.error.unwrap_or_else(|| "no reason given".into())));
+            }
             _ => return Ok(Ok(d.active)),
         }
     }

@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use kumo_client::{Client, LogFilter};
+use kumo_client::Client;
+use kumo_types::LogsQuery;
 
 use crate::manifest::Manifest;
 use crate::output::{BAD, DIM, HEADING, NOTE, paint};
@@ -201,9 +202,9 @@ async fn deploy_once(
 /// Prints a function's lines as its calls print them.
 fn follow(client: Client, project: String, function: String) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let filter = LogFilter {
+        let filter = LogsQuery {
             since: Some("0s".into()),
-            ..LogFilter::default()
+            ..LogsQuery::default()
         };
         let _ = client
             .follow_logs(&project, &function, &filter, |line| {

@@ -11,11 +11,11 @@ use std::time::Duration;
 use futures::StreamExt;
 use kumo_types::{
     ApiToken, AsyncAccepted, CreateRoute, DeployQuery, DeployResponse, Deployment, EnvVar,
-    ErrorBody, Function, FunctionMetrics, FunctionSettings, Invocation, InvokeResponse, LogLine,
-    LoginRequest, Me, Page, Project, PutEnvVar, Route, TokenResponse,
+    ErrorBody, Function, FunctionMetrics, FunctionSettings, Invocation, InvokeQuery,
+    InvokeResponse, LogLine, LoginRequest, LogsQuery, Me, MetricsQuery, Page, PageQuery, Project,
+    PutEnvVar, Route, RunsQuery, TokenResponse,
 };
 use reqwest::{Method, StatusCode, header};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 /// What can go wrong talking to a server.
@@ -76,19 +76,6 @@ pub struct Client {
     base: String,
     token: Option<String>,
     http: reqwest::Client,
-}
-
-/// Query parameters of a log listing.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct LogFilter {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub since: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub run: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub limit: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub after: Option<i64>,
 }
 
 impl Client {
@@ -329,7 +316,9 @@ impl Client {
                 Method::POST,
                 &format!("/api/v1/projects/{project}/functions/{function}/invoke"),
             )
-            .query(&[("async", "true")])
+            .query(&InvokeQuery {
+                is_async: Some(true),
+            })
             .json(event),
         )
         .await
@@ -348,7 +337,10 @@ impl Client {
                     Method::GET,
                     &format!("/api/v1/projects/{project}/functions/{function}/invocations"),
                 )
-                .query(&[("limit", limit)]),
+                .query(&RunsQuery {
+                    limit: Some(i64::try_from(limit).unwrap_or(i64::MAX)),
+                    ..RunsQuery::default()
+                }),
             )
             .await?;
         Ok(page.items)
@@ -358,7 +350,7 @@ impl Client {
         &self,
         project: &str,
         function: &str,
-        filter: &LogFilter,
+        filter: &LogsQuery,
     ) -> Result<Page<LogLine>> {
         self.json(
             self.request(
@@ -377,7 +369,7 @@ impl Client {
         &self,
         project: &str,
         function: &str,
-        filter: &LogFilter,
+        filter: &LogsQuery,
         mut each: impl FnMut(LogLine) -> bool,
     ) -> Result<()> {
         let mut last: Option<i64> = filter.after;
@@ -388,13 +380,12 @@ impl Client {
                     Method::GET,
                     &format!("/api/v1/projects/{project}/functions/{function}/logs"),
                 )
-                .query(&[("follow", "true")]);
-            if let Some(since) = &filter.since {
-                request = request.query(&[("since", since)]);
-            }
-            if let Some(run) = &filter.run {
-                request = request.query(&[("run", run)]);
-            }
+                .query(&LogsQuery {
+                    since: filter.since.clone(),
+                    run: filter.run.clone(),
+                    follow: true,
+                    ..LogsQuery::default()
+                });
             if let Some(id) = last {
                 request = request.header("last-event-id", id.to_string());
             }
@@ -447,7 +438,9 @@ impl Client {
                 Method::GET,
                 &format!("/api/v1/projects/{project}/functions/{function}/metrics"),
             )
-            .query(&[("window", window)]),
+            .query(&MetricsQuery {
+                window: Some(window.to_string()),
+            }),
         )
         .await
     }
@@ -512,10 +505,10 @@ impl Client {
         let mut items = Vec::new();
         let mut cursor: Option<String> = None;
         loop {
-            let mut request = self.request(Method::GET, path);
-            if let Some(c) = &cursor {
-                request = request.query(&[("cursor", c)]);
-            }
+            let request = self.request(Method::GET, path).query(&PageQuery {
+                cursor: cursor.clone(),
+                limit: None,
+            });
             let page: Page<T> = self.json(request).await?;
             items.extend(page.items);
             match page.next {

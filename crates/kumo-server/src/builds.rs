@@ -13,6 +13,7 @@ use std::time::Duration;
 use kumo_builder::Deps;
 use kumo_runtimes::Runtime;
 use kumo_store::{DeploymentRow, FunctionRow, FunctionSettingsRow};
+use kumo_types::DeploymentStatus;
 
 use crate::checks::{LoadTarget, check_load};
 use crate::environment;
@@ -116,7 +117,12 @@ async fn run(state: &State, job: Job) -> anyhow::Result<()> {
         return Ok(());
     }
     store
-        .set_build(&deployment.id, "ready", None, Some(&built.log))
+        .set_build(
+            &deployment.id,
+            DeploymentStatus::Ready.as_str(),
+            None,
+            Some(&built.log),
+        )
         .await?;
     let activated = match activation {
         Activation::IfNewest => {
@@ -139,9 +145,10 @@ async fn run(state: &State, job: Job) -> anyhow::Result<()> {
 /// was good and only had to be rebuilt stays ready, to be tried again.
 fn failed_status(activation: Activation) -> &'static str {
     match activation {
-        Activation::IfNewest => "failed",
-        Activation::Rollback { .. } => "ready",
+        Activation::IfNewest => DeploymentStatus::Failed,
+        Activation::Rollback { .. } => DeploymentStatus::Ready,
     }
+    .as_str()
 }
 
 /// A function's settings as a deployment stores them.

@@ -9,7 +9,8 @@ use kumo_store::{
     DeploymentRow, FileEntry, FunctionRow, FunctionSettingsRow, Manifest, NewDeployment, ProjectRow,
 };
 use kumo_types::{
-    ErrorCode, FunctionSettings, Limits, Visibility, validate_entrypoint, validate_handler,
+    DeployStatus, DeploymentStatus, ErrorCode, FunctionSettings, Limits, Visibility,
+    validate_entrypoint, validate_handler,
 };
 
 use crate::auth::Authed;
@@ -28,33 +29,11 @@ pub(crate) struct Upload {
     pub(crate) settings: FunctionSettings,
 }
 
-/// Where a deployment ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Deployed {
-    /// The active version has this very code; only settings changed.
-    Unchanged,
-    /// The new version is active.
-    Active,
-    /// The new version installs its dependencies; it becomes active
-    /// after.
-    Building,
-}
-
-impl Deployed {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Deployed::Unchanged => "unchanged",
-            Deployed::Active => "active",
-            Deployed::Building => "building",
-        }
-    }
-}
-
 /// The version a deployment made (or found).
 pub(crate) struct Deployment {
     pub(crate) version: i64,
     pub(crate) content_hash: String,
-    pub(crate) status: Deployed,
+    pub(crate) status: DeployStatus,
 }
 
 /// Where an activation ended.
@@ -176,7 +155,7 @@ pub(crate) async fn deploy(
         return Ok(Deployment {
             version: active,
             content_hash,
-            status: Deployed::Unchanged,
+            status: DeployStatus::Unchanged,
         });
     }
 
@@ -252,7 +231,12 @@ pub(crate) async fn deploy(
         handler: &handler,
         content_hash: &content_hash,
         manifest: &manifest,
-        status: if building { "building" } else { "ready" },
+        status: if building {
+            DeploymentStatus::Building
+        } else {
+            DeploymentStatus::Ready
+        }
+        .as_str(),
         deps: deps.as_ref().map(|d| d.normalized.as_str()),
         layer: layer_key.as_deref(),
     };
@@ -280,7 +264,7 @@ pub(crate) async fn deploy(
         return Ok(Deployment {
             version,
             content_hash,
-            status: Deployed::Building,
+            status: DeployStatus::Building,
         });
     }
     state.registry().invalidate(project, function);
@@ -288,7 +272,7 @@ pub(crate) async fn deploy(
     Ok(Deployment {
         version,
         content_hash,
-        status: Deployed::Active,
+        status: DeployStatus::Active,
     })
 }
 
@@ -302,8 +286,8 @@ pub(crate) async fn activate(
     let (project, function) = (project_row.name.as_str(), row.name.clone());
     let function = function.as_str();
     let number = deployment.version;
-    match deployment.status.as_str() {
-        "building" => {
+    match DeploymentStatus::parse(&deployment.status) {
+        Some(DeploymentStatus::Building) => {
             return Err(ApiError::new(
                 ErrorCode::Conflict,
                 format!(
@@ -311,7 +295,7 @@ pub(crate) async fn activate(
                 ),
             ));
         }
-        "failed" => {
+        Some(DeploymentStatus::Failed) => {
             return Err(ApiError::new(
                 ErrorCode::Conflict,
                 format!(
@@ -325,7 +309,12 @@ pub(crate) async fn activate(
     if deployment.layer.is_some() && builds::layer_dir(state, &deployment).is_none() {
         state
             .store()
-            .set_build(&deployment.id, "building", None, None)
+            .set_build(
+                &deployment.id,
+                DeploymentStatus::Building.as_str(),
+                None,
+                None,
+            )
             .await?;
         tracing::info!(project = %project, function = %function, version = number, "activating: its dependency layer was evicted; building it again");
         builds::spawn(

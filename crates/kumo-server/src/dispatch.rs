@@ -97,8 +97,7 @@ pub(crate) async fn run_stored(
     enforce_response_limit(&mut outcome, state.config().limits.body_bytes);
     enforce_depth_limit(&mut outcome);
 
-    counters.runs_by_status[crate::metrics::status_index(outcome.status)]
-        .fetch_add(1, Ordering::Relaxed);
+    counters.runs_by_status[outcome.status.index()].fetch_add(1, Ordering::Relaxed);
     resolved.metrics.record(&crate::metrics::Sample {
         status: outcome.status,
         cold_start: outcome.cold_start,

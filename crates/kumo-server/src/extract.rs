@@ -113,17 +113,6 @@ pub(crate) fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
     }
 }
 
-/// Query of list endpoints.
-#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct PageQuery {
-    /// The `next` value of the previous page.
-    pub(crate) cursor: Option<String>,
-    /// Items per page, 1–500 (default 50).
-    #[param(minimum = 1, maximum = 500)]
-    pub(crate) limit: Option<i64>,
-}
-
 /// `?…` parsed with errors in the API's shape.
 pub(crate) struct Query<T>(pub(crate) T);
 

@@ -15,21 +15,6 @@ use std::time::Duration;
 
 use kumo_types::RunStatus;
 
-/// Final statuses, in the order of the `/metrics` counters.
-pub(crate) const STATUSES: [RunStatus; 7] = [
-    RunStatus::Queued,
-    RunStatus::Running,
-    RunStatus::Succeeded,
-    RunStatus::Failed,
-    RunStatus::TimedOut,
-    RunStatus::OutOfMemory,
-    RunStatus::Crashed,
-];
-
-pub(crate) fn status_index(status: RunStatus) -> usize {
-    STATUSES.iter().position(|s| *s == status).unwrap_or(0)
-}
-
 /// How long minute buckets are kept.
 const WINDOW_MINUTES: i64 = 24 * 60;
 /// Bins per doubling of the duration.
@@ -122,7 +107,7 @@ struct Bucket {
 impl Bucket {
     fn add(&mut self, s: &Sample) {
         self.calls += 1;
-        self.by_status[status_index(s.status)] += 1;
+        self.by_status[s.status.index()] += 1;
         self.cold_starts += u64::from(s.cold_start);
         self.durations
             .add(u64::try_from(s.duration.as_micros()).unwrap_or(u64::MAX));
@@ -145,7 +130,7 @@ impl Bucket {
 
     fn view(&self, start_ms: i64) -> kumo_types::MetricsPoint {
         let mut by_status = std::collections::BTreeMap::new();
-        for (status, n) in STATUSES.iter().zip(self.by_status) {
+        for (status, n) in RunStatus::ALL.iter().zip(self.by_status) {
             if n > 0 {
                 by_status.insert(status.as_str().to_string(), n);
             }
@@ -153,7 +138,7 @@ impl Bucket {
         kumo_types::MetricsPoint {
             time: start_ms,
             calls: self.calls,
-            errors: self.calls - self.by_status[status_index(RunStatus::Succeeded)],
+            errors: self.calls - self.by_status[RunStatus::Succeeded.index()],
             by_status,
             cold_starts: self.cold_starts,
             duration_ms: kumo_types::Percentiles {
@@ -209,7 +194,7 @@ impl Series {
             self.minutes.pop_front();
         }
         let t = &mut self.totals;
-        t.by_status[status_index(s.status)] += 1;
+        t.by_status[s.status.index()] += 1;
         t.cold_starts += u64::from(s.cold_start);
         let secs = s.duration.as_secs_f64();
         let slot = PROMETHEUS_BOUNDS

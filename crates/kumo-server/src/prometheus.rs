@@ -7,6 +7,8 @@ use std::sync::atomic::Ordering;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 
+use kumo_types::RunStatus;
+
 use crate::state::State;
 use crate::{auth, error, metrics};
 
@@ -41,8 +43,8 @@ fn prometheus_text(state: &State) -> impl IntoResponse + use<> {
     let c = state.counters();
     let mut out = String::new();
     out.push_str("# HELP kumo_invocations_total Function runs by final status.\n# TYPE kumo_invocations_total counter\n");
-    for status in metrics::STATUSES {
-        let n = c.runs_by_status[metrics::status_index(status)].load(Ordering::Relaxed);
+    for status in RunStatus::ALL {
+        let n = c.runs_by_status[status.index()].load(Ordering::Relaxed);
         let _ = writeln!(
             out,
             "kumo_invocations_total{{status=\"{}\"}} {n}",
@@ -95,7 +97,7 @@ fn function_metrics(out: &mut String, functions: &[Arc<metrics::FunctionMetrics>
         functions.iter().map(|f| (f.as_ref(), f.totals())).collect();
     out.push_str("# HELP kumo_function_invocations_total Runs of a function by final status.\n# TYPE kumo_function_invocations_total counter\n");
     for (f, t) in &all {
-        for (status, n) in metrics::STATUSES.iter().zip(t.by_status) {
+        for (status, n) in RunStatus::ALL.iter().zip(t.by_status) {
             if n > 0 {
                 let _ = writeln!(
                     out,

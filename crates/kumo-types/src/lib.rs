@@ -7,6 +7,7 @@
 mod error;
 mod limits;
 mod names;
+mod queries;
 pub mod templates;
 
 pub use error::{ErrorBody, ErrorCode, ErrorDetail, SourceLocation};
@@ -15,6 +16,7 @@ pub use names::{
     ENV_KEY_MAX_LEN, ENV_KEY_PATTERN, EnvKey, NAME_MAX_LEN, NAME_PATTERN, Name,
     validate_entrypoint, validate_env_key, validate_handler, validate_name, validate_relative_path,
 };
+pub use queries::{InvokeQuery, LogsQuery, MetricsQuery, PageQuery, RunsQuery};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -509,7 +511,7 @@ pub struct Deployment {
     pub created_at: i64,
     /// `building` (its dependencies are being installed; it becomes
     /// active when they are), `ready`, or `failed`.
-    pub status: String,
+    pub status: DeploymentStatus,
     /// Why the build or the load of the code failed: for a failed
     /// install, the package manager's own error lines.
     pub error: Option<String>,
@@ -530,8 +532,58 @@ pub struct DeployResponse {
     /// is that of the active version (no new version); `building` while
     /// its dependencies are installed (answered `202`; the version becomes
     /// active when the build succeeds, see its deployment).
-    pub status: String,
+    pub status: DeployStatus,
     pub url: String,
+}
+
+/// Where a version is: `building` while its dependencies are installed
+/// (it becomes active when they are), `ready` to serve, or `failed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeploymentStatus {
+    Building,
+    Ready,
+    Failed,
+}
+
+impl DeploymentStatus {
+    pub const ALL: [DeploymentStatus; 3] = [
+        DeploymentStatus::Building,
+        DeploymentStatus::Ready,
+        DeploymentStatus::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeploymentStatus::Building => "building",
+            DeploymentStatus::Ready => "ready",
+            DeploymentStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+/// What a deploy did: made the new version `active`, found the code
+/// `unchanged` (no new version), or is `building` its dependencies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeployStatus {
+    Active,
+    Unchanged,
+    Building,
+}
+
+impl DeployStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeployStatus::Active => "active",
+            DeployStatus::Unchanged => "unchanged",
+            DeployStatus::Building => "building",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -547,6 +599,22 @@ pub enum RunStatus {
 }
 
 impl RunStatus {
+    /// Every status, in the order of the `/metrics` counters.
+    pub const ALL: [RunStatus; 7] = [
+        RunStatus::Queued,
+        RunStatus::Running,
+        RunStatus::Succeeded,
+        RunStatus::Failed,
+        RunStatus::TimedOut,
+        RunStatus::OutOfMemory,
+        RunStatus::Crashed,
+    ];
+
+    /// Its place in [`RunStatus::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             RunStatus::Queued => "queued",

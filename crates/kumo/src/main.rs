@@ -507,11 +507,11 @@ async fn client_command(project: Option<String>, command: Command) -> anyhow::Re
             limit,
             json,
         } => {
-            let filter = kumo_client::LogFilter {
+            let filter = kumo_types::LogsQuery {
                 since,
                 run,
                 limit,
-                after: None,
+                ..kumo_types::LogsQuery::default()
             };
             commands::logs(&project()?, &function, filter, follow, json).await?;
         }

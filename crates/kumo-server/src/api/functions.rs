@@ -4,10 +4,10 @@ use axum::extract::{Path, State as AxState};
 use axum::http::{HeaderMap, StatusCode, header};
 use kumo_store::{DeploymentRow, FunctionRow};
 use kumo_types::{
-    CreateFunction, DeployQuery, DeployRequest, DeployResponse, Deployment, ErrorBody, ErrorCode,
-    Function, FunctionSettings, Page, Visibility, validate_name,
+    CreateFunction, DeployQuery, DeployRequest, DeployResponse, DeployStatus, Deployment,
+    DeploymentStatus, ErrorBody, ErrorCode, Function, FunctionSettings, MetricsQuery, Page,
+    Visibility, validate_name,
 };
-use serde::Deserialize;
 
 use super::{Body, Json, PageQuery, Query, page_limit, parse_json};
 use crate::auth::Authed;
@@ -80,7 +80,7 @@ pub(crate) async fn describe(
 fn deployment_to_api(row: DeploymentRow, active: Option<i64>) -> Deployment {
     Deployment {
         active: active == Some(row.version),
-        status: row.status,
+        status: DeploymentStatus::parse(&row.status).unwrap_or(DeploymentStatus::Failed),
         error: row.error,
         layer: row.layer,
         build_log: None,
@@ -290,9 +290,9 @@ pub(crate) async fn deploy(
     )
     .await?;
     let status = match deployed.status {
-        deploy::Deployed::Unchanged => StatusCode::OK,
-        deploy::Deployed::Building => StatusCode::ACCEPTED,
-        deploy::Deployed::Active => StatusCode::CREATED,
+        DeployStatus::Unchanged => StatusCode::OK,
+        DeployStatus::Building => StatusCode::ACCEPTED,
+        DeployStatus::Active => StatusCode::CREATED,
     };
     Ok((
         status,
@@ -301,7 +301,7 @@ pub(crate) async fn deploy(
             function,
             version: deployed.version,
             content_hash: deployed.content_hash,
-            status: deployed.status.as_str().into(),
+            status: deployed.status,
         }),
     ))
 }
@@ -407,15 +407,6 @@ pub(crate) async fn activate(
         deploy::Activated::Rebuilding => StatusCode::ACCEPTED,
     };
     Ok((status, axum::Json(to_api(&state, &project, row))))
-}
-
-#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct MetricsQuery {
-    /// How far back: `15m`, `1h` (default), `6h`, `24h`… from 1 minute
-    /// to 24 hours (a plain number is milliseconds).
-    #[param(pattern = "^[0-9]+(?:ms|s|m|h|d)?$")]
-    pub(crate) window: Option<String>,
 }
 
 /// A function's calls, errors by status, cold starts, duration

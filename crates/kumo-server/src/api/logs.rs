@@ -15,8 +15,7 @@ use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use kumo_store::{LogLineRow, LogQuery};
-use kumo_types::{ErrorBody, LogLine, Page};
-use serde::Deserialize;
+use kumo_types::{ErrorBody, LogLine, LogsQuery, Page};
 use tokio::sync::{broadcast, mpsc};
 
 use super::{Query, runs::parse_since};
@@ -29,25 +28,6 @@ use crate::state::State;
 const CATCH_UP_BATCH: i64 = 1000;
 /// Lines shown first when following without `since` or `Last-Event-ID`.
 const FOLLOW_TAIL: i64 = 100;
-
-#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct LogsQuery {
-    /// Only lines printed this long ago or later: `30s`, `15m`, `1h`, `2d`
-    /// (a plain number is milliseconds).
-    #[param(pattern = "^[0-9]+(?:ms|s|m|h|d)?$")]
-    pub(crate) since: Option<String>,
-    /// Only this run's lines.
-    pub(crate) run: Option<String>,
-    /// Most lines to return, 1–5000 (default 500; not with `follow`).
-    #[param(minimum = 1, maximum = 5000)]
-    pub(crate) limit: Option<usize>,
-    /// Only lines after this id (a previous answer's `next`).
-    pub(crate) after: Option<i64>,
-    /// Stream lines as server-sent events as they are printed.
-    #[serde(default)]
-    pub(crate) follow: bool,
-}
 
 fn to_api(row: LogLineRow) -> LogLine {
     LogLine {

@@ -17,8 +17,9 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post};
 
-pub(crate) use crate::extract::{Body, Json, PageQuery, Query, page_limit, parse_json};
+pub(crate) use crate::extract::{Body, Json, Query, page_limit, parse_json};
 use crate::state::State;
+pub(crate) use kumo_types::PageQuery;
 
 pub(crate) fn router(deploy_limit: usize, body_limit: usize) -> Router<State> {
     let deployments = Router::new()

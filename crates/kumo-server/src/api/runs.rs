@@ -7,10 +7,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use kumo_store::InvocationRow;
 use kumo_types::{
-    AsyncAccepted, ErrorBody, ErrorCode, HttpAnswer, HttpCall, Invocation, InvokeResponse, Page,
-    RunError, RunStatus, Trigger,
+    AsyncAccepted, ErrorBody, ErrorCode, HttpAnswer, HttpCall, Invocation, InvokeQuery,
+    InvokeResponse, Page, RunError, RunStatus, RunsQuery, Trigger,
 };
-use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
@@ -87,14 +86,6 @@ fn invoke_response(run: dispatch::Run) -> InvokeResponse {
         cpu_ms: outcome.cpu_time.map(|t| t.as_secs_f64() * 1000.0),
         peak_memory_bytes: outcome.peak_memory_bytes,
     }
-}
-
-#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct InvokeQuery {
-    /// Queue the run and answer 202 at once.
-    #[serde(rename = "async", default)]
-    pub(crate) is_async: Option<bool>,
 }
 
 /// Calls a function with a JSON event (an empty body is the event `{}`,
@@ -180,18 +171,6 @@ pub(crate) async fn http(
     Ok(axum::Json(
         crate::gateway::call_as(&state, &resolved, user, call).await?,
     ))
-}
-
-#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RunsQuery {
-    /// The `next` value of the previous page.
-    pub(crate) cursor: Option<String>,
-    /// Items per page, 1–500 (default 50).
-    #[param(minimum = 1, maximum = 500)]
-    pub(crate) limit: Option<i64>,
-    /// Only runs with this status.
-    pub(crate) status: Option<RunStatus>,
 }
 
 /// A function's runs, newest first.
