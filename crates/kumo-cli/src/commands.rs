@@ -395,7 +395,7 @@ pub async fn ls(project: Option<&str>, json: bool) -> anyhow::Result<()> {
             f.name,
             f.runtime,
             f.active_version.map_or("-".into(), |v| v.to_string()),
-            f.visibility.as_str().into(),
+            f.settings.visibility.as_str().into(),
             f.url,
         ]);
     }
@@ -437,7 +437,11 @@ pub async fn status(project: &str, function: &str, json: bool) -> anyhow::Result
         paint(output::HEADING, format!("{project}/{function}")),
         f.url
     );
-    anstream::println!("  runtime      {} ({})", f.runtime, f.visibility.as_str());
+    anstream::println!(
+        "  runtime      {} ({})",
+        f.runtime,
+        f.settings.visibility.as_str()
+    );
     anstream::println!(
         "  version      {}{}",
         f.active_version.map_or("none".into(), |v| v.to_string()),
@@ -474,9 +478,9 @@ pub async fn status(project: &str, function: &str, json: bool) -> anyhow::Result
     );
     anstream::println!(
         "  limits       {} MiB, {} ms timeout, concurrency {}",
-        f.memory_mb,
-        f.timeout_ms,
-        f.concurrency
+        f.settings.memory_mb,
+        f.settings.timeout_ms,
+        f.settings.concurrency
     );
     Ok(())
 }
@@ -539,7 +543,7 @@ pub async fn pull(project: &str, function: &str, dir: &Path) -> anyhow::Result<(
         entrypoint: Some(deployment.entrypoint.clone()),
         handler: (deployment.handler != "handler").then(|| deployment.handler.clone()),
         dir: None,
-        settings: f.settings(),
+        settings: f.settings.given(),
     };
     let manifest = Manifest {
         root: dir.to_path_buf(),

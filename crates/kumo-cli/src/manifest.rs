@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use kumo_types::{DeployQuery, FunctionSettings, Visibility};
+use kumo_types::{DeployQuery, FunctionSettings};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
@@ -124,22 +124,13 @@ struct Raw {
     secrets: Vec<Spanned<String>>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawFunction {
-    runtime: Option<Spanned<String>>,
-    entrypoint: Option<String>,
-    handler: Option<String>,
-    dir: Option<Spanned<String>>,
-    timeout_ms: Option<u64>,
-    memory_mb: Option<u64>,
-    concurrency: Option<u64>,
-    cpu_millicores: Option<u64>,
-    pids: Option<u64>,
-    tmp_mb: Option<u64>,
-    visibility: Option<Spanned<String>>,
-    record_credentials: Option<bool>,
-}
+/// A function's table, key by key: its code keys are read here, its
+/// settings by [`FunctionSettings`] itself, so that a setting is named
+/// only where it is declared.
+type RawFunction = BTreeMap<Spanned<String>, Spanned<toml::Value>>;
+
+/// The keys of a function's table that are not settings.
+const CODE_KEYS: &[&str] = &["runtime", "entrypoint", "handler", "dir"];
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -189,66 +180,12 @@ impl Manifest {
         let name = raw.name.get_ref().clone();
         kumo_types::validate_name("project", &name).map_err(|m| error(Some(raw.name.span()), m))?;
         let mut functions = BTreeMap::new();
-        for (fname, f) in raw.functions {
+        for (fname, table) in raw.functions {
             let function = fname.get_ref().clone();
             kumo_types::validate_name("function", &function)
                 .map_err(|m| error(Some(fname.span()), m))?;
-            let runtime = match &f.runtime {
-                Some(r) if RUNTIMES.contains(&r.get_ref().as_str()) => r.get_ref().clone(),
-                Some(r) => {
-                    return Err(error(
-                        Some(r.span()),
-                        format!(
-                            "unknown runtime '{}'{}; use one of {}",
-                            r.get_ref(),
-                            did_you_mean(r.get_ref(), RUNTIMES),
-                            RUNTIMES.join(", ")
-                        ),
-                    ));
-                }
-                None => "python".to_string(),
-            };
-            let visibility = match &f.visibility {
-                None => None,
-                Some(v) => Some(Visibility::parse(v.get_ref()).ok_or_else(|| {
-                    error(
-                        Some(v.span()),
-                        format!(
-                            "visibility must be 'public' or 'private', not '{}'{}",
-                            v.get_ref(),
-                            did_you_mean(v.get_ref(), &["public", "private"])
-                        ),
-                    )
-                })?),
-            };
-            if let Some(dir) = &f.dir {
-                let d = dir.get_ref();
-                if d.starts_with('/') || d.split('/').any(|s| s == "..") {
-                    return Err(error(
-                        Some(dir.span()),
-                        format!("dir '{d}' must be inside the project (relative, no '..')"),
-                    ));
-                }
-            }
-            functions.insert(
-                function,
-                FunctionSpec {
-                    runtime,
-                    entrypoint: f.entrypoint,
-                    handler: f.handler,
-                    dir: f.dir.map(Spanned::into_inner),
-                    settings: FunctionSettings {
-                        timeout_ms: f.timeout_ms,
-                        memory_mb: f.memory_mb,
-                        concurrency: f.concurrency,
-                        cpu_millicores: f.cpu_millicores,
-                        pids: f.pids,
-                        tmp_mb: f.tmp_mb,
-                        visibility,
-                        record_credentials: f.record_credentials,
-                    },
-                },
-            );
+            let spec = function_spec(&function, table).map_err(|(span, m)| error(span, m))?;
+            functions.insert(function, spec);
         }
         let mut routes = Vec::new();
         for route in raw.routes {
@@ -329,6 +266,73 @@ impl Manifest {
     }
 }
 
+type SpannedError = (Option<Range<usize>>, String);
+
+/// One function's table, checked: its code keys, then its settings.
+fn function_spec(function: &str, table: RawFunction) -> Result<FunctionSpec, SpannedError> {
+    let mut spec = FunctionSpec {
+        runtime: "python".to_string(),
+        ..FunctionSpec::default()
+    };
+    let mut settings = toml::Table::new();
+    for (key, value) in table {
+        let (name, span) = (key.get_ref().as_str(), value.span());
+        if FunctionSettings::NAMES.contains(&name) {
+            // Each setting alone first, so that a bad value names its line.
+            let one = toml::Table::from_iter([(name.to_string(), value.get_ref().clone())]);
+            FunctionSettings::deserialize(one)
+                .map_err(|e| (Some(span.clone()), format!("{name}: {}", e.message())))?;
+            settings.insert(name.to_string(), value.into_inner());
+            continue;
+        }
+        if !CODE_KEYS.contains(&name) {
+            let known: Vec<&str> = CODE_KEYS
+                .iter()
+                .chain(FunctionSettings::NAMES)
+                .copied()
+                .collect();
+            return Err((
+                Some(key.span()),
+                format!(
+                    "unknown key '{name}' in [functions.{function}]{}; known keys: {}",
+                    did_you_mean(name, &known),
+                    known.join(", ")
+                ),
+            ));
+        }
+        let Some(text) = value.get_ref().as_str().map(str::to_string) else {
+            return Err((Some(span), format!("{name} must be a string")));
+        };
+        match name {
+            "runtime" if !RUNTIMES.contains(&text.as_str()) => {
+                return Err((
+                    Some(span),
+                    format!(
+                        "unknown runtime '{text}'{}; use one of {}",
+                        did_you_mean(&text, RUNTIMES),
+                        RUNTIMES.join(", ")
+                    ),
+                ));
+            }
+            "runtime" => spec.runtime = text,
+            "entrypoint" => spec.entrypoint = Some(text),
+            "handler" => spec.handler = Some(text),
+            _ => {
+                if text.starts_with('/') || text.split('/').any(|s| s == "..") {
+                    return Err((
+                        Some(span),
+                        format!("dir '{text}' must be inside the project (relative, no '..')"),
+                    ));
+                }
+                spec.dir = Some(text);
+            }
+        }
+    }
+    spec.settings =
+        FunctionSettings::deserialize(settings).map_err(|e| (None, e.message().to_string()))?;
+    Ok(spec)
+}
+
 /// The 1-based line of a byte offset.
 fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
@@ -391,6 +395,25 @@ mod tests {
         assert!(err.to_string().contains("never goes in kumo.toml"), "{err}");
         let err = parse("name = \"shop\"\n[functions.api]\ndir = \"../x\"\n").expect_err("dir");
         assert_eq!(err.line, Some(3));
+        let err = parse("name = \"shop\"\n[functions.api]\nmemroy_mb = 256\n")
+            .expect_err("misspelt setting");
+        assert_eq!(err.line, Some(3), "{err}");
+        assert!(
+            err.to_string().contains("did you mean 'memory_mb'"),
+            "{err}"
+        );
+        let err =
+            parse("name = \"shop\"\n[functions.api]\nruntime = \"node\"\nvisibility = \"pubic\"\n")
+                .expect_err("bad visibility");
+        assert_eq!(err.line, Some(4), "{err}");
+        assert!(
+            err.to_string()
+                .contains("visibility: unknown variant `pubic`"),
+            "{err}"
+        );
+        let err = parse("name = \"shop\"\n[functions.api]\nmemory_mb = \"lots\"\n")
+            .expect_err("a string for a number");
+        assert_eq!(err.line, Some(3), "{err}");
         let err = parse("name = [").expect_err("syntax");
         assert_eq!(err.line, Some(1), "{err}");
     }

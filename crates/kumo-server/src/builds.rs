@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use kumo_builder::Deps;
 use kumo_runtimes::Runtime;
-use kumo_store::{DeploymentRow, FunctionRow, FunctionSettingsRow};
+use kumo_store::{DeploymentRow, FunctionRow};
 use kumo_types::DeploymentStatus;
 
 use crate::checks::{LoadTarget, check_load};
@@ -84,7 +84,6 @@ async fn run(state: &State, job: Job) -> anyhow::Result<()> {
     let hash = deployment.content_hash.clone();
     let code_dir =
         tokio::task::spawn_blocking(move || files.materialize(&hash, &manifest)).await??;
-    let settings = settings_of(&function);
     let env = match environment::open(state.store(), state.secrets(), &function.project_id).await {
         Ok(env) => env,
         Err(e) => anyhow::bail!("reading the project's environment: {}", e.message),
@@ -99,7 +98,7 @@ async fn run(state: &State, job: Job) -> anyhow::Result<()> {
             layer: Some(&built.dir),
             entrypoint: &deployment.entrypoint,
             handler: &deployment.handler,
-            settings: &settings,
+            settings: &function.settings,
             content_hash: &deployment.content_hash,
             env: &env,
         },
@@ -149,21 +148,6 @@ fn failed_status(activation: Activation) -> &'static str {
         Activation::Rollback { .. } => DeploymentStatus::Ready,
     }
     .as_str()
-}
-
-/// A function's settings as a deployment stores them.
-pub(crate) fn settings_of(f: &FunctionRow) -> FunctionSettingsRow {
-    FunctionSettingsRow {
-        runtime: f.runtime.clone(),
-        timeout_ms: f.timeout_ms,
-        memory_mb: f.memory_mb,
-        concurrency: f.concurrency,
-        cpu_millicores: f.cpu_millicores,
-        pids: f.pids,
-        tmp_mb: f.tmp_mb,
-        visibility: f.visibility.clone(),
-        record_credentials: f.record_credentials,
-    }
 }
 
 /// Starts again the builds a stopped server left unfinished.

@@ -3,7 +3,6 @@
 //! would. A failure names the file and line.
 
 use kumo_runtimes::Runtime;
-use kumo_store::FunctionSettingsRow;
 use kumo_types::ErrorCode;
 
 use crate::environment::ProjectEnv;
@@ -49,7 +48,7 @@ pub(crate) struct LoadTarget<'a> {
     pub(crate) layer: Option<&'a std::path::Path>,
     pub(crate) entrypoint: &'a str,
     pub(crate) handler: &'a str,
-    pub(crate) settings: &'a FunctionSettingsRow,
+    pub(crate) settings: &'a kumo_types::Settings,
     pub(crate) content_hash: &'a str,
     /// The project's environment, as calls will see it.
     pub(crate) env: &'a ProjectEnv,
@@ -72,11 +71,11 @@ pub(crate) async fn check_load(state: &State, target: LoadTarget<'_>) -> ApiResu
         layer: target.layer.map(std::path::Path::to_path_buf),
         entrypoint: target.entrypoint.to_string(),
         handler: target.handler.to_string(),
-        timeout: std::time::Duration::from_millis(u64::try_from(s.timeout_ms).unwrap_or(1000)),
-        memory_mb: u64::try_from(s.memory_mb).unwrap_or(128),
-        cpu_millicores: u64::try_from(s.cpu_millicores).unwrap_or(1000),
-        pids: u64::try_from(s.pids).unwrap_or(128),
-        tmp_bytes: u64::try_from(s.tmp_mb).unwrap_or(64) * 1024 * 1024,
+        timeout: std::time::Duration::from_millis(s.timeout_ms),
+        memory_mb: s.memory_mb,
+        cpu_millicores: s.cpu_millicores,
+        pids: s.pids,
+        tmp_bytes: s.tmp_mb * 1024 * 1024,
         concurrency: 1,
         env: target.env.vars.clone(),
         redact: target.env.secrets.clone(),

@@ -6,11 +6,11 @@
 
 use kumo_runtimes::Runtime;
 use kumo_store::{
-    DeploymentRow, FileEntry, FunctionRow, FunctionSettingsRow, Manifest, NewDeployment, ProjectRow,
+    DeploymentRow, FileEntry, FunctionConfig, FunctionRow, Manifest, NewDeployment, ProjectRow,
 };
 use kumo_types::{
-    DeployStatus, DeploymentStatus, ErrorCode, FunctionSettings, Limits, Visibility,
-    validate_entrypoint, validate_handler,
+    DeployStatus, DeploymentStatus, ErrorCode, FunctionSettings, Limits, validate_entrypoint,
+    validate_handler,
 };
 
 use crate::auth::Authed;
@@ -185,7 +185,7 @@ pub(crate) async fn deploy(
                 layer: layer_dir.as_deref(),
                 entrypoint: &entrypoint,
                 handler: &handler,
-                settings: &settings,
+                settings: &settings.settings,
                 content_hash: &content_hash,
                 env: &env,
             },
@@ -357,60 +357,16 @@ fn merge_settings(
     runtime: Option<Runtime>,
     given: &FunctionSettings,
     limits: &Limits,
-) -> ApiResult<FunctionSettingsRow> {
-    // The ranges are those the API document states (`Limits::setting_ranges`).
-    let within = |name: &str, value: Option<u64>| -> ApiResult<Option<i64>> {
-        let Some(value) = value else { return Ok(None) };
-        let range = limits.setting_range(name).ok_or_else(|| {
-            ApiError::internal("checking settings", format!("no range for {name}"))
-        })?;
-        if value < range.min || value > range.max {
-            return Err(invalid(format!(
-                "{name} must be from {} to {}, got {value}",
-                range.min, range.max
-            )));
-        }
-        Ok(Some(i64::try_from(value).unwrap_or(i64::MAX)))
-    };
-    let timeout = within("timeout_ms", given.timeout_ms)?;
-    let memory = within("memory_mb", given.memory_mb)?;
-    let concurrency = within("concurrency", given.concurrency)?;
-    let cpu = within("cpu_millicores", given.cpu_millicores)?;
-    let pids = within("pids", given.pids)?;
-    let tmp_mb = within("tmp_mb", given.tmp_mb)?;
-    let default = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-    Ok(FunctionSettingsRow {
-        runtime: runtime
-            .map(|r| r.as_str().to_string())
-            .or_else(|| current.map(|c| c.runtime.clone()))
-            .unwrap_or_else(|| Runtime::Python.as_str().to_string()),
-        timeout_ms: timeout
-            .or(current.map(|c| c.timeout_ms))
-            .unwrap_or(default(limits.timeout_ms)),
-        memory_mb: memory
-            .or(current.map(|c| c.memory_mb))
-            .unwrap_or(default(limits.memory_mb)),
-        concurrency: concurrency
-            .or(current.map(|c| c.concurrency))
-            .unwrap_or(default(limits.concurrency)),
-        cpu_millicores: cpu
-            .or(current.map(|c| c.cpu_millicores))
-            .unwrap_or(default(limits.cpu_millicores)),
-        pids: pids
-            .or(current.map(|c| c.pids))
-            .unwrap_or(default(limits.pids)),
-        tmp_mb: tmp_mb
-            .or(current.map(|c| c.tmp_mb))
-            .unwrap_or(default(limits.tmp_bytes / (1024 * 1024))),
-        visibility: given
-            .visibility
-            .map(|v| v.as_str().to_string())
-            .or_else(|| current.map(|c| c.visibility.clone()))
-            .unwrap_or_else(|| Visibility::Public.as_str().to_string()),
-        record_credentials: given
-            .record_credentials
-            .or(current.map(|c| c.record_credentials))
-            .unwrap_or(false),
+) -> ApiResult<FunctionConfig> {
+    limits.check_settings(given).map_err(invalid)?;
+    let runtime = runtime
+        .map(|r| r.as_str().to_string())
+        .or_else(|| current.map(|c| c.runtime.clone()))
+        .unwrap_or_else(|| Runtime::Python.as_str().to_string());
+    let base = current.map_or_else(|| limits.default_settings(), |c| c.settings.clone());
+    Ok(FunctionConfig {
+        runtime,
+        settings: base.with(given),
     })
 }
 

@@ -193,7 +193,6 @@ impl Registry {
     /// the project's environment.
     async fn load(&self, project: ProjectRow, function: FunctionRow) -> Result<Resolved, ApiError> {
         let store = &self.sources.store;
-        let visibility = Visibility::parse(&function.visibility).unwrap_or(Visibility::Public);
         let mut spec = None;
         if let Some(version) = function.active_version
             && let Some(deployment) = store.deployment(&function.id, version).await?
@@ -210,7 +209,8 @@ impl Registry {
             let code_dir = tokio::task::spawn_blocking(move || files.materialize(&key, &manifest))
                 .await
                 .map_err(|e| ApiError::internal("laying out a deployment", e))??;
-            let concurrency = usize::try_from(function.concurrency).unwrap_or(1).max(1);
+            let s = &function.settings;
+            let concurrency = usize::try_from(s.concurrency).unwrap_or(usize::MAX).max(1);
             let env = environment::open(store, &self.sources.secrets, &project.id).await?;
             let layer = match deployment.layer.as_deref() {
                 Some(key) => {
@@ -223,16 +223,12 @@ impl Registry {
                 None => None,
             };
             spec = Some(Arc::new(DeploymentSpec {
+                // New settings or values mean new instances.
                 key: format!(
-                    "{}:{}:{}:{}:{}:{}:{}:{}",
+                    "{}:{}:{}",
                     deployment.id,
                     env.fingerprint,
-                    function.timeout_ms,
-                    function.memory_mb,
-                    concurrency,
-                    function.cpu_millicores,
-                    function.pids,
-                    function.tmp_mb
+                    serde_json::to_string(s).unwrap_or_default()
                 ),
                 function_id: function.id.clone(),
                 tenant: project.owner_id.clone(),
@@ -243,11 +239,11 @@ impl Registry {
                 layer,
                 entrypoint: deployment.entrypoint,
                 handler: deployment.handler,
-                timeout: Duration::from_millis(u64::try_from(function.timeout_ms).unwrap_or(1000)),
-                memory_mb: u64::try_from(function.memory_mb).unwrap_or(128),
-                cpu_millicores: u64::try_from(function.cpu_millicores).unwrap_or(1000),
-                pids: u64::try_from(function.pids).unwrap_or(128),
-                tmp_bytes: u64::try_from(function.tmp_mb).unwrap_or(64) * 1024 * 1024,
+                timeout: Duration::from_millis(s.timeout_ms),
+                memory_mb: s.memory_mb,
+                cpu_millicores: s.cpu_millicores,
+                pids: s.pids,
+                tmp_bytes: s.tmp_mb * 1024 * 1024,
                 concurrency,
                 env: env.vars,
                 redact: env.secrets,
@@ -266,8 +262,8 @@ impl Registry {
             owner_id: project.owner_id,
             function_id: function.id,
             function: function.name,
-            visibility,
-            record_credentials: function.record_credentials,
+            visibility: function.settings.visibility,
+            record_credentials: function.settings.record_credentials,
             spec,
         })
     }

@@ -12,9 +12,11 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
+use kumo_types::Settings;
 use sqlx::sqlite::{
     SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
 };
+use sqlx::types::Json;
 use sqlx::{FromRow, SqlitePool};
 
 pub use files::{FileEntry, FileStore, Manifest};
@@ -116,31 +118,19 @@ pub struct FunctionRow {
     pub project_id: String,
     pub name: String,
     pub runtime: String,
-    pub timeout_ms: i64,
-    pub memory_mb: i64,
-    pub concurrency: i64,
-    pub cpu_millicores: i64,
-    pub pids: i64,
-    pub tmp_mb: i64,
-    pub visibility: String,
-    pub record_credentials: bool,
+    /// Its settings, kept as one JSON object.
+    #[sqlx(json)]
+    pub settings: Settings,
     pub active_version: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
 }
 
-/// Settings of a function as stored.
-#[derive(Debug, Clone)]
-pub struct FunctionSettingsRow {
+/// What a function runs with: its runtime and its settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionConfig {
     pub runtime: String,
-    pub timeout_ms: i64,
-    pub memory_mb: i64,
-    pub concurrency: i64,
-    pub cpu_millicores: i64,
-    pub pids: i64,
-    pub tmp_mb: i64,
-    pub visibility: String,
-    pub record_credentials: bool,
+    pub settings: Settings,
 }
 
 #[derive(Debug, Clone, FromRow)]
@@ -635,8 +625,7 @@ impl Store {
 
     pub async fn function(&self, project_id: &str, name: &str) -> Result<Option<FunctionRow>> {
         Ok(sqlx::query_as(
-            "SELECT id, project_id, name, runtime, timeout_ms, memory_mb, concurrency, cpu_millicores, pids, tmp_mb, visibility, record_credentials, active_version, created_at, updated_at \
-             FROM functions WHERE project_id = $1 AND name = $2",
+            "SELECT id, project_id, name, runtime, settings, active_version, created_at, updated_at FROM functions WHERE project_id = $1 AND name = $2",
         )
         .bind(project_id)
         .bind(name)
@@ -651,8 +640,7 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<FunctionRow>> {
         Ok(sqlx::query_as(
-            "SELECT id, project_id, name, runtime, timeout_ms, memory_mb, concurrency, cpu_millicores, pids, tmp_mb, visibility, record_credentials, active_version, created_at, updated_at \
-             FROM functions WHERE project_id = $1 AND ($2 IS NULL OR name > $2) ORDER BY name LIMIT $3",
+            "SELECT id, project_id, name, runtime, settings, active_version, created_at, updated_at FROM functions WHERE project_id = $1 AND ($2 IS NULL OR name > $2) ORDER BY name LIMIT $3",
         )
         .bind(project_id)
         .bind(cursor)
@@ -665,72 +653,38 @@ impl Store {
         &self,
         project_id: &str,
         name: &str,
-        settings: &FunctionSettingsRow,
+        config: &FunctionConfig,
     ) -> Result<FunctionRow> {
         let now = now_ms();
         let row = FunctionRow {
             id: new_id(),
             project_id: project_id.to_string(),
             name: name.to_string(),
-            runtime: settings.runtime.clone(),
-            timeout_ms: settings.timeout_ms,
-            memory_mb: settings.memory_mb,
-            concurrency: settings.concurrency,
-            cpu_millicores: settings.cpu_millicores,
-            pids: settings.pids,
-            tmp_mb: settings.tmp_mb,
-            visibility: settings.visibility.clone(),
-            record_credentials: settings.record_credentials,
+            runtime: config.runtime.clone(),
+            settings: config.settings.clone(),
             active_version: None,
             created_at: now,
             updated_at: now,
         };
         sqlx::query(
-            "INSERT INTO functions (id, project_id, name, runtime, timeout_ms, memory_mb, concurrency, visibility, created_at, updated_at, cpu_millicores, pids, tmp_mb, record_credentials) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+            "INSERT INTO functions (id, project_id, name, runtime, settings, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(&row.id)
         .bind(&row.project_id)
         .bind(&row.name)
         .bind(&row.runtime)
-        .bind(row.timeout_ms)
-        .bind(row.memory_mb)
-        .bind(row.concurrency)
-        .bind(&row.visibility)
+        .bind(Json(&row.settings))
         .bind(row.created_at)
         .bind(row.updated_at)
-        .bind(row.cpu_millicores)
-        .bind(row.pids)
-        .bind(row.tmp_mb)
-        .bind(row.record_credentials)
         .execute(&self.db)
         .await
         .map_err(|e| conflict(e, || format!("a function named '{name}' already exists in this project")))?;
         Ok(row)
     }
 
-    pub async fn update_function(
-        &self,
-        function_id: &str,
-        settings: &FunctionSettingsRow,
-    ) -> Result<()> {
-        sqlx::query(
-            "UPDATE functions SET runtime = $1, timeout_ms = $2, memory_mb = $3, concurrency = $4, visibility = $5, updated_at = $6, cpu_millicores = $8, pids = $9, tmp_mb = $10, record_credentials = $11 WHERE id = $7",
-        )
-        .bind(&settings.runtime)
-        .bind(settings.timeout_ms)
-        .bind(settings.memory_mb)
-        .bind(settings.concurrency)
-        .bind(&settings.visibility)
-        .bind(now_ms())
-        .bind(function_id)
-        .bind(settings.cpu_millicores)
-        .bind(settings.pids)
-        .bind(settings.tmp_mb)
-        .bind(settings.record_credentials)
-        .execute(&self.db)
-        .await?;
-        Ok(())
+    pub async fn update_function(&self, function_id: &str, config: &FunctionConfig) -> Result<()> {
+        set_function_config(&self.db, function_id, config).await
     }
 
     pub async fn delete_function(&self, function_id: &str) -> Result<()> {
@@ -756,7 +710,7 @@ impl Store {
         &self,
         function_id: &str,
         new: &NewDeployment<'_>,
-        settings: Option<&FunctionSettingsRow>,
+        config: Option<&FunctionConfig>,
     ) -> Result<DeploymentRow> {
         let manifest =
             serde_json::to_string(new.manifest).map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -808,20 +762,8 @@ impl Store {
         .bind(&row.layer)
         .execute(&mut *tx)
         .await?;
-        if let Some(s) = settings {
-            sqlx::query("UPDATE functions SET runtime = $1, timeout_ms = $2, memory_mb = $3, concurrency = $4, visibility = $5, cpu_millicores = $7, pids = $8, tmp_mb = $9, record_credentials = $10 WHERE id = $6")
-                .bind(&s.runtime)
-                .bind(s.timeout_ms)
-                .bind(s.memory_mb)
-                .bind(s.concurrency)
-                .bind(&s.visibility)
-                .bind(function_id)
-                .bind(s.cpu_millicores)
-                .bind(s.pids)
-                .bind(s.tmp_mb)
-                .bind(s.record_credentials)
-                .execute(&mut *tx)
-                .await?;
+        if let Some(config) = config {
+            set_function_config(&mut *tx, function_id, config).await?;
         }
         if new.status == "ready" {
             sqlx::query("UPDATE functions SET active_version = $1 WHERE id = $2")
@@ -1386,6 +1328,22 @@ fn conflict(e: sqlx::Error, message: impl FnOnce() -> String) -> StoreError {
     }
 }
 
+/// Sets a function's runtime and settings.
+async fn set_function_config<'e>(
+    db: impl sqlx::Executor<'e, Database = sqlx::Sqlite>,
+    function_id: &str,
+    config: &FunctionConfig,
+) -> Result<()> {
+    sqlx::query("UPDATE functions SET runtime = $1, settings = $2, updated_at = $3 WHERE id = $4")
+        .bind(&config.runtime)
+        .bind(Json(&config.settings))
+        .bind(now_ms())
+        .bind(function_id)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1711,5 +1669,69 @@ mod tests {
             .await
             .expect("row");
         assert_eq!(v, "still here");
+    }
+
+    /// Functions stored with a column per setting keep their settings when
+    /// the columns become one JSON object.
+    #[tokio::test]
+    async fn settings_columns_become_one_object_with_their_values() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let old = SqlitePoolOptions::new()
+            .connect_with(
+                SqliteConnectOptions::new()
+                    .filename(dir.path().join("kumo.db"))
+                    .create_if_missing(true)
+                    .auto_vacuum(SqliteAutoVacuum::Incremental)
+                    .journal_mode(SqliteJournalMode::Wal),
+            )
+            .await
+            .expect("old database");
+        let mut before = sqlx::migrate!("./migrations");
+        let upto = before
+            .migrations
+            .iter()
+            .position(|m| m.description == "function settings")
+            .expect("the settings migration");
+        before.migrations = before.migrations[..upto].to_vec().into();
+        before.run(&old).await.expect("older migrations");
+        for statement in [
+            "INSERT INTO users (id, username, password_hash, created_at) VALUES ('u', 'ann', 'x', 1)",
+            "INSERT INTO projects (id, owner_id, name, created_at) VALUES ('p', 'u', 'shop', 1)",
+            "INSERT INTO functions (id, project_id, name, runtime, timeout_ms, memory_mb, concurrency, cpu_millicores, pids, tmp_mb, visibility, record_credentials, created_at, updated_at) \
+             VALUES ('f1', 'p', 'api', 'node', 5000, 256, 3, 500, 64, 16, 'private', TRUE, 1, 2)",
+            "INSERT INTO functions (id, project_id, name, runtime, timeout_ms, memory_mb, concurrency, cpu_millicores, pids, tmp_mb, visibility, created_at, updated_at) \
+             VALUES ('f2', 'p', 'web', 'python', 30000, 128, 10, 1000, 128, 64, 'public', 1, 2)",
+        ] {
+            sqlx::query(statement).execute(&old).await.expect(statement);
+        }
+        old.close().await;
+        let store = Store::open(dir.path(), None).await.expect("store");
+        let api = store
+            .function("p", "api")
+            .await
+            .expect("read")
+            .expect("api");
+        assert_eq!(api.runtime, "node");
+        assert_eq!(
+            api.settings,
+            Settings {
+                timeout_ms: 5000,
+                memory_mb: 256,
+                concurrency: 3,
+                cpu_millicores: 500,
+                pids: 64,
+                tmp_mb: 16,
+                visibility: kumo_types::Visibility::Private,
+                record_credentials: true,
+            }
+        );
+        let web = store
+            .function("p", "web")
+            .await
+            .expect("read")
+            .expect("web");
+        assert_eq!(web.settings.visibility, kumo_types::Visibility::Public);
+        assert!(!web.settings.record_credentials);
+        assert_eq!(web.settings.memory_mb, 128);
     }
 }

@@ -8,6 +8,7 @@ mod error;
 mod limits;
 mod names;
 mod queries;
+mod settings;
 pub mod templates;
 
 pub use error::{ErrorBody, ErrorCode, ErrorDetail, SourceLocation};
@@ -17,6 +18,7 @@ pub use names::{
     validate_entrypoint, validate_env_key, validate_handler, validate_name, validate_relative_path,
 };
 pub use queries::{InvokeQuery, LogsQuery, MetricsQuery, PageQuery, RunsQuery};
+pub use settings::{DeployQuery, FunctionSettings, Settings, Visibility};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -253,127 +255,6 @@ pub struct Project {
     pub cors: Option<Cors>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Visibility {
-    Public,
-    Private,
-}
-
-impl Visibility {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Visibility::Public => "public",
-            Visibility::Private => "private",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "public" => Some(Visibility::Public),
-            "private" => Some(Visibility::Private),
-            _ => None,
-        }
-    }
-}
-
-/// Function settings; every field optional in requests (absent = keep).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct FunctionSettings {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout_ms: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub memory_mb: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub concurrency: Option<u64>,
-    /// CPU per instance, in thousandths of a core.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cpu_millicores: Option<u64>,
-    /// Processes and threads per instance.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pids: Option<u64>,
-    /// Size of the instance's /tmp, in MiB.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tmp_mb: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub visibility: Option<Visibility>,
-    /// Keep credential headers (`authorization`, `cookie`,
-    /// `proxy-authorization`, `x-api-key`) in the stored input of HTTP
-    /// runs, for debugging; by default they are stored as `***`. Kumo's
-    /// own credentials are never kept.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub record_credentials: Option<bool>,
-}
-
-/// `POST …/deployments` of a `.tar.gz`: the code's settings, in the query
-/// string. (Flat, since query strings carry no nesting or numbers.)
-#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-pub struct DeployQuery {
-    /// `python` (default), `node` or `custom`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub runtime: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub entrypoint: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub handler: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout_ms: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub memory_mb: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub concurrency: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cpu_millicores: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pids: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tmp_mb: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub visibility: Option<Visibility>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub record_credentials: Option<bool>,
-}
-
-impl DeployQuery {
-    /// The query for code with these settings.
-    pub fn new(
-        runtime: Option<String>,
-        entrypoint: Option<String>,
-        handler: Option<String>,
-        settings: &FunctionSettings,
-    ) -> DeployQuery {
-        DeployQuery {
-            runtime,
-            entrypoint,
-            handler,
-            timeout_ms: settings.timeout_ms,
-            memory_mb: settings.memory_mb,
-            concurrency: settings.concurrency,
-            cpu_millicores: settings.cpu_millicores,
-            pids: settings.pids,
-            tmp_mb: settings.tmp_mb,
-            visibility: settings.visibility,
-            record_credentials: settings.record_credentials,
-        }
-    }
-
-    /// Its function settings.
-    pub fn settings(&self) -> FunctionSettings {
-        FunctionSettings {
-            timeout_ms: self.timeout_ms,
-            memory_mb: self.memory_mb,
-            concurrency: self.concurrency,
-            cpu_millicores: self.cpu_millicores,
-            pids: self.pids,
-            tmp_mb: self.tmp_mb,
-            visibility: self.visibility,
-            record_credentials: self.record_credentials,
-        }
-    }
-}
-
 /// `POST …/functions`: create a function without code.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -393,16 +274,8 @@ pub struct Function {
     pub name: String,
     pub project: String,
     pub runtime: String,
-    pub timeout_ms: u64,
-    pub memory_mb: u64,
-    pub concurrency: u64,
-    pub cpu_millicores: u64,
-    pub pids: u64,
-    pub tmp_mb: u64,
-    pub visibility: Visibility,
-    /// Credential headers are kept in stored runs (see
-    /// [`FunctionSettings::record_credentials`]).
-    pub record_credentials: bool,
+    #[serde(flatten)]
+    pub settings: Settings,
     /// The version that serves calls; `null` before the first deployment.
     pub active_version: Option<i64>,
     /// The public URL path of the function.
@@ -429,22 +302,6 @@ pub struct Activity {
     pub calls_last_hour: u64,
     /// Calls in the last hour that did not succeed.
     pub errors_last_hour: u64,
-}
-
-impl Function {
-    /// Its settings, every one given (what `kumo pull` writes back).
-    pub fn settings(&self) -> FunctionSettings {
-        FunctionSettings {
-            timeout_ms: Some(self.timeout_ms),
-            memory_mb: Some(self.memory_mb),
-            concurrency: Some(self.concurrency),
-            cpu_millicores: Some(self.cpu_millicores),
-            pids: Some(self.pids),
-            tmp_mb: Some(self.tmp_mb),
-            visibility: Some(self.visibility),
-            record_credentials: Some(self.record_credentials),
-        }
-    }
 }
 
 /// How many instances a function has.

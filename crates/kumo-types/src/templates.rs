@@ -29,18 +29,6 @@ pub struct Template {
     pub manifest: &'static str,
 }
 
-/// No settings beyond the defaults.
-const DEFAULTS: FunctionSettings = FunctionSettings {
-    timeout_ms: None,
-    memory_mb: None,
-    concurrency: None,
-    cpu_millicores: None,
-    pids: None,
-    tmp_mb: None,
-    record_credentials: None,
-    visibility: None,
-};
-
 const KUMOIGNORE: &str = "# Files left out of deployments (gitignore syntax).\n# .git, __pycache__, .venv, .env and kumo.toml are always left out.\nnode_modules/\n*.log\n";
 
 pub const TEMPLATES: &[Template] = &[
@@ -50,7 +38,7 @@ pub const TEMPLATES: &[Template] = &[
         function: "hello",
         runtime: "python",
         entrypoint: "main.py",
-        settings: DEFAULTS,
+        settings: FunctionSettings::NONE,
         routes: &[],
         secrets: &[],
         files: &[
@@ -78,7 +66,7 @@ entrypoint = "main.py"
         function: "items",
         runtime: "python",
         entrypoint: "api.py",
-        settings: DEFAULTS,
+        settings: FunctionSettings::NONE,
         routes: &[("GET", "/items"), ("POST", "/items"), ("ANY", "/items/:id")],
         secrets: &[],
         files: &[
@@ -138,7 +126,7 @@ function = "items"
         function: "hello",
         runtime: "node",
         entrypoint: "index.mjs",
-        settings: DEFAULTS,
+        settings: FunctionSettings::NONE,
         routes: &[],
         secrets: &[],
         files: &[
@@ -166,7 +154,7 @@ entrypoint = "index.mjs"
         function: "api",
         runtime: "python",
         entrypoint: "main.py",
-        settings: DEFAULTS,
+        settings: FunctionSettings::NONE,
         routes: &[],
         secrets: &[],
         files: &[
@@ -215,7 +203,7 @@ entrypoint = "main.py"
         function: "webhook",
         runtime: "python",
         entrypoint: "webhook.py",
-        settings: DEFAULTS,
+        settings: FunctionSettings::NONE,
         routes: &[],
         secrets: &["WEBHOOK_SECRET"],
         files: &[
@@ -261,7 +249,7 @@ entrypoint = "webhook.py"
         settings: FunctionSettings {
             timeout_ms: Some(300_000),
             visibility: Some(Visibility::Private),
-            ..DEFAULTS
+            ..FunctionSettings::NONE
         },
         routes: &[],
         secrets: &[],

@@ -6,7 +6,7 @@ use kumo_store::{DeploymentRow, FunctionRow};
 use kumo_types::{
     CreateFunction, DeployQuery, DeployRequest, DeployResponse, DeployStatus, Deployment,
     DeploymentStatus, ErrorBody, ErrorCode, Function, FunctionSettings, MetricsQuery, Page,
-    Visibility, validate_name,
+    validate_name,
 };
 
 use super::{Body, Json, PageQuery, Query, page_limit, parse_json};
@@ -21,14 +21,7 @@ pub(crate) fn to_api(state: &State, project: &str, row: FunctionRow) -> Function
         name: row.name,
         project: project.to_string(),
         runtime: row.runtime,
-        timeout_ms: u64::try_from(row.timeout_ms).unwrap_or_default(),
-        memory_mb: u64::try_from(row.memory_mb).unwrap_or_default(),
-        concurrency: u64::try_from(row.concurrency).unwrap_or_default(),
-        cpu_millicores: u64::try_from(row.cpu_millicores).unwrap_or_default(),
-        pids: u64::try_from(row.pids).unwrap_or_default(),
-        tmp_mb: u64::try_from(row.tmp_mb).unwrap_or_default(),
-        visibility: Visibility::parse(&row.visibility).unwrap_or(Visibility::Public),
-        record_credentials: row.record_credentials,
+        settings: row.settings,
         active_version: row.active_version,
         created_at: row.created_at,
         updated_at: row.updated_at,
