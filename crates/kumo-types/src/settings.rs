@@ -214,7 +214,7 @@ mod tests {
     #[test]
     fn every_numeric_setting_has_a_range_and_every_range_a_setting() {
         let limits = Limits::default();
-        let defaults = serde_json::to_value(limits.default_settings().given()).unwrap();
+        let defaults = serde_json::to_value(limits.default_settings().given()).expect("settings are JSON");
         for name in FunctionSettings::NAMES {
             let numeric = defaults[name].is_u64();
             assert_eq!(limits.setting_range(name).is_some(), numeric, "{name}");
@@ -237,7 +237,7 @@ mod tests {
             ..FunctionSettings::NONE
         };
         assert_eq!(
-            limits.check_settings(&low).unwrap_err(),
+            limits.check_settings(&low).expect_err("too short"),
             "timeout_ms must be from 100 to 900000, got 1"
         );
         let fine = limits.default_settings().given();
@@ -249,7 +249,7 @@ mod tests {
         let all = Limits::default().default_settings().given();
         let query = DeployQuery::new(Some("python".into()), None, None, &all);
         assert_eq!(query.settings(), all);
-        let text = serde_json::to_string(&query).unwrap();
+        let text = serde_json::to_string(&query).expect("a query is JSON");
         for name in FunctionSettings::NAMES {
             assert!(text.contains(name), "{name} missing from {text}");
         }
