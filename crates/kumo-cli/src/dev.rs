@@ -52,7 +52,10 @@ pub async fn run(manifest_path: &Path, options: &Options) -> anyhow::Result<()> 
         } else {
             kumo_server::config::Isolation::Process
         },
-        prewarm: 1,
+        executor: kumo_server::config::ExecutorSettings {
+            prewarm: 1,
+            ..Default::default()
+        },
         quiet: true,
         // The developer's own pages, on a local server: served as they
         // will be on a functions origin, cookies and storage included.

@@ -235,7 +235,7 @@ fn function_env(spec: &DeploymentSpec) -> Vec<(String, String)> {
 /// The sandbox limits of an instance of `spec`.
 fn instance_limits(spec: &DeploymentSpec, config: &ExecutorConfig) -> kumo_sandbox::Limits {
     kumo_sandbox::Limits {
-        open_files: config.open_files,
+        open_files: config.limits.open_files,
         file_size_bytes: spec.tmp_bytes,
         memory_bytes: spec.memory_mb * 1024 * 1024,
         cpu_millicores: spec.cpu_millicores,
@@ -305,7 +305,7 @@ impl Instance {
             env,
             instance_limits(spec, config),
         ));
-        let deadline = Instant::now() + config.start_timeout.max(spec.timeout);
+        let deadline = Instant::now() + config.settings.start_timeout.max(spec.timeout);
         let mut instance = Instance::launch(config, &sandbox_spec, logs, deadline).await?;
         let code_dir = layout.code_dir.to_string_lossy();
         let mut load = Load::new(&code_dir, &spec.entrypoint, &spec.handler);
@@ -329,14 +329,7 @@ impl Instance {
         let command = Command::runner(config, runtime, &runner_dir);
         // Generous limits while it waits; the function's own are applied
         // when it is specialized.
-        let limits = kumo_sandbox::Limits {
-            open_files: config.open_files,
-            file_size_bytes: config.max_tmp_bytes,
-            memory_bytes: config.memory_bytes,
-            cpu_millicores: config.cpu_millicores,
-            pids: config.max_pids,
-            tmp_bytes: config.tmp_bytes,
-        };
+        let limits = config.process_limits(true);
         let mut sandbox_spec = runtime_spec(config, command, base_env(), limits);
         // A layer under /code is mounted once /code is there.
         sandbox_spec.pending_mounts = std::iter::once(CODE_DIR)
@@ -344,7 +337,7 @@ impl Instance {
             .map(PathBuf::from)
             .collect();
         let mut logs = LogCapture::new(4096);
-        let deadline = Instant::now() + config.start_timeout;
+        let deadline = Instant::now() + config.settings.start_timeout;
         Instance::launch(config, &sandbox_spec, &mut logs, deadline).await
     }
 
@@ -377,7 +370,7 @@ impl Instance {
         let mut load = Load::new(&code_dir, &spec.entrypoint, &spec.handler);
         load.env = &env;
         load.paths = &layout.search_paths;
-        let deadline = Instant::now() + config.start_timeout.max(spec.timeout);
+        let deadline = Instant::now() + config.settings.start_timeout.max(spec.timeout);
         self.load(load, logs, deadline).await?;
         tracing::debug!(
             function = %spec.function_name,

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use kumo_runtimes::{Runtime, Toolchain};
-use kumo_types::{RunError, RunStatus};
+use kumo_types::{Limits, RunError, RunStatus};
 use serde_json::value::RawValue;
 use tokio::sync::Semaphore;
 
@@ -38,12 +38,29 @@ const CHECK_MEMORY_BYTES: u64 = 512 * 1024 * 1024;
 /// Time for the deploy-time syntax check.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// Executor settings; defaults live in the server's config.
+/// How long an idle instance stays warm.
+pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(5 * 60);
+/// How long a call waits for a free instance slot before `Overloaded`.
+pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How many calls may wait per function.
+pub const DEFAULT_MAX_QUEUE: usize = 100;
+/// Concurrent calls per user, over all their functions.
+pub const DEFAULT_TENANT_CONCURRENCY: usize = 100;
+/// Generic instances kept ready per runtime, for cold starts.
+pub const DEFAULT_PREWARM: usize = 2;
+/// How long an idle instance may run on after its call before it is
+/// frozen: short enough that nothing left behind gets real work done
+/// between calls, long enough that a busy function is not frozen and
+/// thawed around every call.
+pub const DEFAULT_FREEZE_AFTER: Duration = Duration::from_millis(5);
+/// The least time a runner gets to start and load its code.
+pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How the executor keeps instances and queues calls: the settings of a
+/// server (`kumo serve`'s flags) that belong to the executor, with their
+/// defaults.
 #[derive(Debug, Clone)]
-pub struct ExecutorConfig {
-    pub toolchain: Toolchain,
-    /// Starts instances, isolated or not.
-    pub sandbox: Arc<kumo_sandbox::Sandbox>,
+pub struct Settings {
     /// How long an idle instance is kept before it is stopped, where a
     /// function's own history does not say better (see `keepalive`).
     pub keep_alive: Duration,
@@ -65,23 +82,62 @@ pub struct ExecutorConfig {
     pub freeze_after: Option<Duration>,
     /// Least time allowed for a runner to start and load its code.
     pub start_timeout: Duration,
-    /// Log bytes kept per call.
-    pub log_bytes: usize,
-    pub open_files: u64,
-    /// Limits of processes that are not yet instances of a function (the
-    /// syntax check, pre-warmed generic instances).
-    pub tmp_bytes: u64,
-    pub cpu_millicores: u64,
-    pub pids: u64,
-    pub memory_bytes: u64,
-    /// The largest /tmp and pids a function may ask for: what a generic
-    /// instance starts with, before the function's own limits apply.
-    pub max_tmp_bytes: u64,
-    pub max_pids: u64,
     /// Generic instances kept ready per runtime; 0 turns pre-warming off.
     pub prewarm: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            keep_alive: DEFAULT_KEEP_ALIVE,
+            adaptive_keep_alive: true,
+            keep_alive_bin: KEEP_ALIVE_BIN,
+            queue_timeout: DEFAULT_QUEUE_TIMEOUT,
+            max_queue: DEFAULT_MAX_QUEUE,
+            tenant_concurrency: DEFAULT_TENANT_CONCURRENCY,
+            freeze_after: Some(DEFAULT_FREEZE_AFTER),
+            start_timeout: DEFAULT_START_TIMEOUT,
+            prewarm: DEFAULT_PREWARM,
+        }
+    }
+}
+
+/// What the executor is started with.
+#[derive(Debug, Clone)]
+pub struct ExecutorConfig {
+    pub toolchain: Toolchain,
+    /// Starts instances, isolated or not.
+    pub sandbox: Arc<kumo_sandbox::Sandbox>,
+    pub settings: Settings,
+    /// The platform's limits: logs kept per call, descriptors per
+    /// instance, and the defaults and caps that processes not yet
+    /// instances of a function (the syntax check, pre-warmed generic
+    /// instances) run with.
+    pub limits: Limits,
     /// Takes every line calls print, as they print it (live logs).
     pub log_sink: Option<Arc<dyn LogSink>>,
+}
+
+impl ExecutorConfig {
+    /// Limits of a process that is not an instance of a function yet:
+    /// the defaults, with the largest /tmp and pids a function may ask
+    /// for when `generous` (a generic instance, which becomes one).
+    fn process_limits(&self, generous: bool) -> kumo_sandbox::Limits {
+        const MIB: u64 = 1024 * 1024;
+        let l = &self.limits;
+        kumo_sandbox::Limits {
+            open_files: l.open_files,
+            file_size_bytes: if generous {
+                l.max_tmp_bytes
+            } else {
+                l.tmp_bytes
+            },
+            memory_bytes: l.memory_mb * MIB,
+            cpu_millicores: l.cpu_millicores,
+            pids: if generous { l.max_pids } else { l.pids },
+            tmp_bytes: l.tmp_bytes,
+        }
+    }
 }
 
 /// Everything needed to run one deployment with one set of settings.
@@ -249,14 +305,14 @@ impl Executor {
                 .collect(),
         });
         tokio::spawn(reap(Arc::downgrade(&inner)));
-        if let Some(after) = inner.config.freeze_after.filter(|a| !a.is_zero()) {
+        if let Some(after) = inner.config.settings.freeze_after.filter(|a| !a.is_zero()) {
             tokio::spawn(freeze_idle(
                 Arc::downgrade(&inner),
                 inner.to_freeze_added.clone(),
                 after,
             ));
         }
-        if inner.config.prewarm > 0 {
+        if inner.config.settings.prewarm > 0 {
             for pool in &inner.prewarmed {
                 if !inner.config.toolchain.has(pool.runtime()) {
                     continue;
@@ -264,7 +320,7 @@ impl Executor {
                 tokio::spawn(prewarm::fill(
                     Arc::downgrade(&inner),
                     pool.clone(),
-                    inner.config.prewarm,
+                    inner.config.settings.prewarm,
                 ));
             }
         }
@@ -298,7 +354,7 @@ impl Executor {
             .log_sink
             .clone()
             .map(|sink| logs::Live::new(sink, &spec.function_id, run_id, &spec.redact));
-        let mut logs = LogCapture::live(inner.config.log_bytes, live);
+        let mut logs = LogCapture::live(inner.config.limits.log_bytes, live);
 
         let warm = pool.idle.lock().expect("pool lock poisoned").pop();
         let cold_start = warm.is_none();
@@ -420,12 +476,8 @@ impl Executor {
             runner: true,
         };
         let limits = kumo_sandbox::Limits {
-            open_files: config.open_files,
-            file_size_bytes: config.tmp_bytes,
             memory_bytes: CHECK_MEMORY_BYTES,
-            cpu_millicores: config.cpu_millicores,
-            pids: config.pids,
-            tmp_bytes: config.tmp_bytes,
+            ..config.process_limits(false)
         };
         let spec = layout.with_code(instance::runtime_spec(
             config,
@@ -481,7 +533,7 @@ impl Executor {
     /// top-level code, in the sandbox, with the function's limits and a
     /// cold start's time limit.
     pub async fn check_load(&self, spec: &Arc<DeploymentSpec>) -> Result<(), LoadCheckError> {
-        let mut logs = LogCapture::new(self.inner.config.log_bytes);
+        let mut logs = LogCapture::new(self.inner.config.limits.log_bytes);
         match self.inner.start_instance(spec, &mut logs).await {
             Ok(mut instance) => {
                 instance.kill();
@@ -573,7 +625,7 @@ impl Inner {
         let state = functions
             .entry(spec.function_id.clone())
             .or_insert_with(|| FunctionState {
-                history: keepalive::History::new(self.config.keep_alive_bin),
+                history: keepalive::History::new(self.config.settings.keep_alive_bin),
                 spec: spec.clone(),
                 scheduled: None,
             });
@@ -591,15 +643,15 @@ impl Inner {
     /// The keep-alive after a call of `spec`, scheduling an instance ahead
     /// of the next call where the policy says so.
     fn after_call(self: &Arc<Self>, spec: &DeploymentSpec) -> keepalive::Policy {
-        let fixed = keepalive::Policy::fixed(self.config.keep_alive);
-        if !self.config.adaptive_keep_alive {
+        let fixed = keepalive::Policy::fixed(self.config.settings.keep_alive);
+        if !self.config.settings.adaptive_keep_alive {
             return fixed;
         }
         let mut functions = self.functions.lock().expect("functions lock poisoned");
         let Some(state) = functions.get_mut(&spec.function_id) else {
             return fixed;
         };
-        let policy = state.history.policy(self.config.keep_alive);
+        let policy = state.history.policy(self.config.settings.keep_alive);
         if !policy.prewarm.is_zero()
             && let Some(end) = state.history.last_end()
         {
@@ -621,7 +673,7 @@ impl Inner {
     /// Puts an idle instance in its pool, unless the pool or the executor
     /// has been stopped meanwhile, and sees that it is frozen.
     fn park(&self, pool: &Arc<Pool>, mut instance: Instance) {
-        let freeze_after = self.config.freeze_after;
+        let freeze_after = self.config.settings.freeze_after;
         if freeze_after.is_some_and(|a| a.is_zero()) {
             instance.freeze();
         }
@@ -666,7 +718,7 @@ impl Inner {
         if stats.idle + stats.busy > 0 {
             return;
         }
-        let mut logs = LogCapture::new(self.config.log_bytes);
+        let mut logs = LogCapture::new(self.config.limits.log_bytes);
         match self.start_instance(&spec, &mut logs).await {
             Ok(mut instance) => {
                 tracing::debug!(function = %spec.function_name, "instance started ahead of the next call");
@@ -716,13 +768,22 @@ impl Inner {
             let mut tenants = self.tenants.lock().expect("tenants lock poisoned");
             tenants
                 .entry(tenant.to_string())
-                .or_insert_with(|| Arc::new(Semaphore::new(self.config.tenant_concurrency.max(1))))
+                .or_insert_with(|| {
+                    Arc::new(Semaphore::new(
+                        self.config.settings.tenant_concurrency.max(1),
+                    ))
+                })
                 .clone()
         };
         if let Ok(permit) = semaphore.clone().try_acquire_owned() {
             return Ok(permit);
         }
-        match tokio::time::timeout(self.config.queue_timeout, semaphore.acquire_owned()).await {
+        match tokio::time::timeout(
+            self.config.settings.queue_timeout,
+            semaphore.acquire_owned(),
+        )
+        .await
+        {
             Ok(Ok(permit)) => Ok(permit),
             _ => Err(ExecError::Overloaded {
                 retry_after: Duration::from_secs(1),
@@ -760,12 +821,15 @@ impl Pool {
         let overloaded = ExecError::Overloaded {
             retry_after: Duration::from_secs(1),
         };
-        if self.waiting.fetch_add(1, Ordering::AcqRel) >= config.max_queue {
+        if self.waiting.fetch_add(1, Ordering::AcqRel) >= config.settings.max_queue {
             self.waiting.fetch_sub(1, Ordering::AcqRel);
             return Err(overloaded);
         }
-        let waited =
-            tokio::time::timeout(config.queue_timeout, self.permits.clone().acquire_owned()).await;
+        let waited = tokio::time::timeout(
+            config.settings.queue_timeout,
+            self.permits.clone().acquire_owned(),
+        )
+        .await;
         self.waiting.fetch_sub(1, Ordering::AcqRel);
         match waited {
             Ok(Ok(permit)) => Ok(permit),
@@ -836,9 +900,8 @@ async fn freeze_idle(inner: Weak<Inner>, added: Arc<tokio::sync::Notify>, after:
 /// that have nothing left.
 async fn reap(inner: Weak<Inner>) {
     let period = match inner.upgrade() {
-        Some(inner) => {
-            (inner.config.keep_alive / 4).clamp(Duration::from_millis(20), Duration::from_secs(1))
-        }
+        Some(inner) => (inner.config.settings.keep_alive / 4)
+            .clamp(Duration::from_millis(20), Duration::from_secs(1)),
         None => return,
     };
     let mut tick = tokio::time::interval(period);

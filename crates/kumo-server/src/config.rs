@@ -1,9 +1,15 @@
-//! Server settings. Every default is defined here, once.
+//! Server settings. Every default is defined once: the server's own
+//! here, the executor's in `kumo_executor::Settings`, the limits of
+//! functions in `kumo_types::Limits`.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 pub use kumo_builder::{NpmSource, PipSource};
+pub use kumo_executor::{
+    DEFAULT_FREEZE_AFTER, DEFAULT_KEEP_ALIVE, DEFAULT_PREWARM, DEFAULT_QUEUE_TIMEOUT,
+    Settings as ExecutorSettings,
+};
 pub use kumo_sandbox::Isolation;
 use kumo_types::Limits;
 
@@ -11,23 +17,8 @@ use kumo_types::Limits;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// Where `kumo serve` keeps its data when not told.
 pub const DEFAULT_DATA_DIR: &str = ".kumo";
-/// How long an idle instance stays warm.
-pub const DEFAULT_KEEP_ALIVE_MS: u64 = 5 * 60 * 1000;
-/// How long a call waits for a free instance slot before 429.
-pub const DEFAULT_QUEUE_TIMEOUT_MS: u64 = 1000;
-/// How many calls may wait per function.
-pub const DEFAULT_MAX_QUEUE: usize = 100;
 /// How long shutdown waits for calls in flight.
 pub const DEFAULT_DRAIN_TIMEOUT_MS: u64 = 30_000;
-/// Concurrent calls per user, over all their functions.
-pub const DEFAULT_TENANT_CONCURRENCY: usize = 100;
-/// Generic instances kept ready per runtime, for cold starts.
-pub const DEFAULT_PREWARM: usize = 2;
-/// How long an idle instance may run on after its call before it is
-/// frozen: short enough that nothing left behind gets real work done
-/// between calls, long enough that a busy function is not frozen and
-/// thawed around every call.
-pub const DEFAULT_FREEZE_AFTER_MS: u64 = 5;
 /// How long a connection may take to send a request's headers, from when
 /// it opened or from the end of its previous response: long enough for a
 /// slow client, short enough that idle and half-sent connections go.
@@ -148,23 +139,11 @@ pub struct Config {
     /// The key that encrypts secrets, base64 of 32 bytes
     /// (`KUMO_SECRET_KEY`); default: `secret.key` in the data dir.
     pub secret_key: Option<String>,
-    pub keep_alive: Duration,
-    /// Learn each function's keep-alive from its idle times.
-    pub adaptive_keep_alive: bool,
-    /// Bin width of the idle-time histograms (one minute; narrower only
-    /// in tests).
-    pub keep_alive_bin: Duration,
-    pub queue_timeout: Duration,
-    pub max_queue: usize,
-    /// Concurrent calls per user, over all their functions.
-    pub tenant_concurrency: usize,
+    /// How instances are kept and calls queued (the executor's defaults).
+    pub executor: kumo_executor::Settings,
     pub drain_timeout: Duration,
     /// How instances are confined; `Process` is for development only.
     pub isolation: Isolation,
-    /// Generic instances kept ready per runtime; 0 turns pre-warming off.
-    pub prewarm: usize,
-    /// Idle time after which an instance is frozen (zero: at once).
-    pub freeze_after: Duration,
     /// Dependency builds.
     pub builds: BuildConfig,
     /// What is kept of log lines and run records.
@@ -195,16 +174,9 @@ impl Default for Config {
             sandbox_function_pages: true,
             bootstrap_token: None,
             secret_key: None,
-            keep_alive: Duration::from_millis(DEFAULT_KEEP_ALIVE_MS),
-            adaptive_keep_alive: true,
-            keep_alive_bin: kumo_executor::KEEP_ALIVE_BIN,
-            queue_timeout: Duration::from_millis(DEFAULT_QUEUE_TIMEOUT_MS),
-            max_queue: DEFAULT_MAX_QUEUE,
-            tenant_concurrency: DEFAULT_TENANT_CONCURRENCY,
+            executor: kumo_executor::Settings::default(),
             drain_timeout: Duration::from_millis(DEFAULT_DRAIN_TIMEOUT_MS),
             isolation: Isolation::Namespaces,
-            prewarm: DEFAULT_PREWARM,
-            freeze_after: Duration::from_millis(DEFAULT_FREEZE_AFTER_MS),
             builds: BuildConfig::default(),
             retention: Retention::default(),
             header_timeout: Duration::from_millis(DEFAULT_HEADER_TIMEOUT_MS),

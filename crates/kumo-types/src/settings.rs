@@ -214,7 +214,8 @@ mod tests {
     #[test]
     fn every_numeric_setting_has_a_range_and_every_range_a_setting() {
         let limits = Limits::default();
-        let defaults = serde_json::to_value(limits.default_settings().given()).expect("settings are JSON");
+        let defaults =
+            serde_json::to_value(limits.default_settings().given()).expect("settings are JSON");
         for name in FunctionSettings::NAMES {
             let numeric = defaults[name].is_u64();
             assert_eq!(limits.setting_range(name).is_some(), numeric, "{name}");

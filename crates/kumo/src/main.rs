@@ -253,7 +253,7 @@ struct ServeArgs {
     #[arg(long, env = "KUMO_PUBLIC_METRICS")]
     public_metrics: bool,
     /// How long an idle instance stays warm, in milliseconds.
-    #[arg(long, default_value_t = config::DEFAULT_KEEP_ALIVE_MS, env = "KUMO_KEEP_ALIVE_MS")]
+    #[arg(long, default_value_t = config::DEFAULT_KEEP_ALIVE.as_millis() as u64, env = "KUMO_KEEP_ALIVE_MS")]
     keep_alive_ms: u64,
     /// Learn each function's keep-alive from its idle times (never longer
     /// than --keep-alive-ms): `true` or `false`.
@@ -264,7 +264,7 @@ struct ServeArgs {
     #[arg(long, hide = true, env = "KUMO_KEEP_ALIVE_BIN_MS")]
     keep_alive_bin_ms: Option<u64>,
     /// How long a call waits for a free slot before 429, in milliseconds.
-    #[arg(long, default_value_t = config::DEFAULT_QUEUE_TIMEOUT_MS, env = "KUMO_QUEUE_TIMEOUT_MS")]
+    #[arg(long, default_value_t = config::DEFAULT_QUEUE_TIMEOUT.as_millis() as u64, env = "KUMO_QUEUE_TIMEOUT_MS")]
     queue_timeout_ms: u64,
     /// How long shutdown waits for calls in flight, in milliseconds.
     #[arg(long, default_value_t = config::DEFAULT_DRAIN_TIMEOUT_MS, env = "KUMO_DRAIN_TIMEOUT_MS")]
@@ -301,7 +301,7 @@ struct ServeArgs {
     prewarm: usize,
     /// How long an idle instance may run on after its call before it is
     /// frozen, in milliseconds (0: at once; at most 1000).
-    #[arg(long, default_value_t = config::DEFAULT_FREEZE_AFTER_MS, env = "KUMO_FREEZE_AFTER_MS")]
+    #[arg(long, default_value_t = config::DEFAULT_FREEZE_AFTER.as_millis() as u64, env = "KUMO_FREEZE_AFTER_MS")]
     freeze_after_ms: u64,
     /// The pip wheel that installs Python dependencies (default: Debian's
     /// /usr/share/python-wheels, or the interpreter's ensurepip).
@@ -595,18 +595,21 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         public_metrics: args.public_metrics,
         bootstrap_token: std::env::var("KUMO_BOOTSTRAP_TOKEN").ok(),
         secret_key: std::env::var("KUMO_SECRET_KEY").ok(),
-        keep_alive: Duration::from_millis(args.keep_alive_ms),
-        adaptive_keep_alive: args.adaptive_keep_alive,
-        keep_alive_bin: args
-            .keep_alive_bin_ms
-            .map_or(defaults.keep_alive_bin, Duration::from_millis),
-        queue_timeout: Duration::from_millis(args.queue_timeout_ms),
+        executor: config::ExecutorSettings {
+            keep_alive: Duration::from_millis(args.keep_alive_ms),
+            adaptive_keep_alive: args.adaptive_keep_alive,
+            keep_alive_bin: args
+                .keep_alive_bin_ms
+                .map_or(defaults.executor.keep_alive_bin, Duration::from_millis),
+            queue_timeout: Duration::from_millis(args.queue_timeout_ms),
+            prewarm: args.prewarm.min(64),
+            freeze_after: Some(Duration::from_millis(args.freeze_after_ms.min(1000))),
+            ..defaults.executor.clone()
+        },
         drain_timeout: Duration::from_millis(args.drain_timeout_ms),
         header_timeout: Duration::from_millis(args.header_timeout_ms.max(1)),
         max_connections: args.max_connections,
         isolation: args.isolation,
-        prewarm: args.prewarm.min(64),
-        freeze_after: Duration::from_millis(args.freeze_after_ms.min(1000)),
         retention: config::Retention {
             log_age: Duration::from_secs(args.log_retention_secs),
             log_lines: args.log_max_lines.max(1000),
