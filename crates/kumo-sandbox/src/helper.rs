@@ -3,16 +3,18 @@
 //!
 //! Three processes, each with one job:
 //!
-//! - **helper** (host namespaces, root): reads the spec from fd 4, clones
-//!   the init into fresh user, pid, mount, net, ipc, uts and cgroup
-//!   namespaces, writes its uid/gid maps (host root is never mapped), lets
-//!   it go, and waits for it. Its exit status is the runner's.
-//! - **init** (pid 1 of the new namespace): builds the root filesystem,
-//!   `pivot_root`s into it, forks the runner, and reaps orphans. When the
-//!   runner exits, init exits, and the kernel kills whatever was left in
-//!   the namespace — no background process outlives the instance.
-//! - **runner**: drops to uid 1000 with no capabilities, sets rlimits,
-//!   `no_new_privs` and the seccomp filter, and execs the program.
+//! - **helper** (host namespaces, root): reads the spec as the first frame
+//!   on the channel (fd 0), builds the read-only root in a private mount
+//!   namespace, clones the init into fresh user, pid, mount, net, ipc, uts
+//!   and cgroup namespaces, writes its uid/gid maps (host root is never
+//!   mapped), lets it go, and waits for it, serving late mounts on its
+//!   control socket meanwhile. Its exit status is the runner's.
+//! - **init** (pid 1 of the new namespace): mounts `/proc`, `pivot_root`s
+//!   into the root the helper built, forks the runner, and reaps orphans.
+//!   When the runner exits, init exits, and the kernel kills whatever was
+//!   left in the namespace — no background process outlives the instance.
+//! - **runner**: sets rlimits, drops to uid 1000 with no capabilities, sets
+//!   `no_new_privs`, Landlock and the seccomp filter, and execs the program.
 //!
 //! Lifetimes are tied by `PR_SET_PDEATHSIG` to the single-threaded parent of
 //! each process (helper → init → runner), and by the cgroup the helper was
@@ -34,7 +36,8 @@ use serde::{Deserialize, Serialize};
 /// Inside the sandbox, code runs as this uid and gid.
 pub(crate) const SANDBOX_UID: u32 = 1000;
 
-/// What the host tells the helper; sent as JSON on fd 4.
+/// What the host tells the helper; sent as JSON, the first frame on the
+/// channel (fd 0).
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct HelperSpec {
     pub(crate) program: PathBuf,
@@ -733,7 +736,7 @@ fn make_target(target: &Path, is_dir: bool) -> Result<(), String> {
     }
 }
 
-/// Builds the new root and pivots into it.
+/// Builds the new root, which the init then pivots into (`enter_root`).
 fn build_root(spec: &HelperSpec) -> Result<(), String> {
     let root = spec.root_dir.as_path();
     // Nothing done here may leak back to the host.
