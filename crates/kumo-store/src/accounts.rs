@@ -2,7 +2,7 @@
 
 use sqlx::FromRow;
 
-use crate::{Result, Store, conflict, new_id, now_ms};
+use crate::{Result, Store, new_id, now_ms};
 
 #[derive(Debug, Clone, FromRow)]
 pub struct UserRow {
@@ -44,15 +44,14 @@ impl Store {
             is_admin: i64::from(is_admin),
             created_at: now_ms(),
         };
-        sqlx::query("INSERT INTO users (id, username, password_hash, is_admin, created_at) VALUES ($1, $2, $3, $4, $5)")
+        let query = sqlx::query("INSERT INTO users (id, username, password_hash, is_admin, created_at) VALUES ($1, $2, $3, $4, $5)")
             .bind(&row.id)
             .bind(&row.username)
             .bind(&row.password_hash)
             .bind(row.is_admin)
-            .bind(row.created_at)
-            .execute(&self.db)
-            .await
-            .map_err(|e| conflict(e, || format!("user '{username}' already exists")))?;
+            .bind(row.created_at);
+        self.insert_unique(query, || format!("user '{username}' already exists"))
+            .await?;
         Ok(row)
     }
 
@@ -78,15 +77,14 @@ impl Store {
             created_at: now_ms(),
             last_used_at: None,
         };
-        sqlx::query("INSERT INTO api_tokens (id, user_id, name, token_hash, prefix, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
+        let query = sqlx::query("INSERT INTO api_tokens (id, user_id, name, token_hash, prefix, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
             .bind(&row.id)
             .bind(&row.user_id)
             .bind(&row.name)
             .bind(token_hash)
             .bind(&row.prefix)
-            .bind(row.created_at)
-            .execute(&self.db)
-            .await?;
+            .bind(row.created_at);
+        self.execute(query).await?;
         Ok(row)
     }
 
@@ -116,11 +114,10 @@ impl Store {
     }
 
     pub async fn touch_token(&self, token_id: &str) -> Result<()> {
-        sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
+        let query = sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
             .bind(now_ms())
-            .bind(token_id)
-            .execute(&self.db)
-            .await?;
+            .bind(token_id);
+        self.execute(query).await?;
         Ok(())
     }
 
@@ -135,21 +132,17 @@ impl Store {
 
     /// Deletes a token of `user_id`; false when there was none.
     pub async fn delete_token(&self, user_id: &str, token_id: &str) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM api_tokens WHERE id = $1 AND user_id = $2")
+        let query = sqlx::query("DELETE FROM api_tokens WHERE id = $1 AND user_id = $2")
             .bind(token_id)
-            .bind(user_id)
-            .execute(&self.db)
-            .await?;
-        Ok(done.rows_affected() > 0)
+            .bind(user_id);
+        Ok(self.execute(query).await? > 0)
     }
 
     /// Revokes the token with this hash, if it is the user's.
     pub async fn delete_token_by_hash(&self, user_id: &str, hash: &str) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM api_tokens WHERE token_hash = $1 AND user_id = $2")
+        let query = sqlx::query("DELETE FROM api_tokens WHERE token_hash = $1 AND user_id = $2")
             .bind(hash)
-            .bind(user_id)
-            .execute(&self.db)
-            .await?;
-        Ok(done.rows_affected() > 0)
+            .bind(user_id);
+        Ok(self.execute(query).await? > 0)
     }
 }

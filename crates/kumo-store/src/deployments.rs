@@ -2,6 +2,7 @@
 
 use sqlx::FromRow;
 
+use crate::functions::bind_settings;
 use crate::{
     FunctionRow, FunctionSettingsRow, Manifest, Result, Store, StoreError, new_id, now_ms,
 };
@@ -121,17 +122,12 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         if let Some(s) = settings {
-            sqlx::query("UPDATE functions SET runtime = $1, timeout_ms = $2, memory_mb = $3, concurrency = $4, visibility = $5, cpu_millicores = $7, pids = $8, tmp_mb = $9, record_credentials = $10 WHERE id = $6")
-                .bind(&s.runtime)
-                .bind(s.timeout_ms)
-                .bind(s.memory_mb)
-                .bind(s.concurrency)
-                .bind(&s.visibility)
+            let query = sqlx::query(
+                "UPDATE functions SET runtime = $1, timeout_ms = $2, memory_mb = $3, concurrency = $4, visibility = $5, \
+                 cpu_millicores = $6, pids = $7, tmp_mb = $8, record_credentials = $9 WHERE id = $10",
+            );
+            bind_settings(query, s)
                 .bind(function_id)
-                .bind(s.cpu_millicores)
-                .bind(s.pids)
-                .bind(s.tmp_mb)
-                .bind(s.record_credentials)
                 .execute(&mut *tx)
                 .await?;
         }
@@ -155,28 +151,27 @@ impl Store {
         error: Option<&str>,
         log: Option<&str>,
     ) -> Result<()> {
-        sqlx::query("UPDATE deployments SET status = $1, error = $2, build_log = $3 WHERE id = $4")
-            .bind(status)
-            .bind(error)
-            .bind(log)
-            .bind(deployment_id)
-            .execute(&self.db)
-            .await?;
+        let query = sqlx::query(
+            "UPDATE deployments SET status = $1, error = $2, build_log = $3 WHERE id = $4",
+        )
+        .bind(status)
+        .bind(error)
+        .bind(log)
+        .bind(deployment_id);
+        self.execute(query).await?;
         Ok(())
     }
 
     /// Makes `version` active unless a newer one is active already (a
     /// build that ends after a later deploy does not take its place).
     pub async fn activate_if_newer(&self, function_id: &str, version: i64) -> Result<bool> {
-        let done = sqlx::query(
+        let query = sqlx::query(
             "UPDATE functions SET active_version = $1, updated_at = $2 WHERE id = $3 AND (active_version IS NULL OR active_version < $1)",
         )
         .bind(version)
         .bind(now_ms())
-        .bind(function_id)
-        .execute(&self.db)
-        .await?;
-        Ok(done.rows_affected() > 0)
+        .bind(function_id);
+        Ok(self.execute(query).await? > 0)
     }
 
     /// Makes `version` active if the active version is still `expected`
@@ -187,17 +182,15 @@ impl Store {
         version: i64,
         expected: Option<i64>,
     ) -> Result<bool> {
-        let done = sqlx::query(
+        let query = sqlx::query(
             "UPDATE functions SET active_version = $1, updated_at = $2 WHERE id = $3 \
              AND (active_version = $4 OR (active_version IS NULL AND $4 IS NULL))",
         )
         .bind(version)
         .bind(now_ms())
         .bind(function_id)
-        .bind(expected)
-        .execute(&self.db)
-        .await?;
-        Ok(done.rows_affected() > 0)
+        .bind(expected);
+        Ok(self.execute(query).await? > 0)
     }
 
     /// Every deployment still `building` (to resume after a restart),
@@ -276,12 +269,12 @@ impl Store {
     }
 
     pub async fn set_active_version(&self, function_id: &str, version: i64) -> Result<()> {
-        sqlx::query("UPDATE functions SET active_version = $1, updated_at = $2 WHERE id = $3")
-            .bind(version)
-            .bind(now_ms())
-            .bind(function_id)
-            .execute(&self.db)
-            .await?;
+        let query =
+            sqlx::query("UPDATE functions SET active_version = $1, updated_at = $2 WHERE id = $3")
+                .bind(version)
+                .bind(now_ms())
+                .bind(function_id);
+        self.execute(query).await?;
         Ok(())
     }
 }

@@ -67,11 +67,9 @@ impl Store {
 
     /// Removes a variable; `false` when there was none.
     pub async fn delete_env_var(&self, project_id: &str, name: &str) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM env_vars WHERE project_id = $1 AND name = $2")
+        let query = sqlx::query("DELETE FROM env_vars WHERE project_id = $1 AND name = $2")
             .bind(project_id)
-            .bind(name)
-            .execute(&self.db)
-            .await?;
-        Ok(done.rows_affected() > 0)
+            .bind(name);
+        Ok(self.execute(query).await? > 0)
     }
 }

@@ -2,7 +2,16 @@
 
 use sqlx::FromRow;
 
-use crate::{Result, Store, conflict, new_id, now_ms};
+use crate::{Query, Result, Store, new_id, now_ms};
+
+/// The columns of a [`FunctionRow`] (the table has more). A macro, not a
+/// constant, so that `concat!` makes whole statements of it: sqlx takes
+/// static strings as SQL.
+macro_rules! function_columns {
+    () => {
+        "id, project_id, name, runtime, timeout_ms, memory_mb, concurrency, cpu_millicores, pids, tmp_mb, visibility, record_credentials, active_version, created_at, updated_at"
+    };
+}
 
 #[derive(Debug, Clone, FromRow)]
 pub struct FunctionRow {
@@ -39,10 +48,11 @@ pub struct FunctionSettingsRow {
 
 impl Store {
     pub async fn function(&self, project_id: &str, name: &str) -> Result<Option<FunctionRow>> {
-        Ok(sqlx::query_as(
-            "SELECT id, project_id, name, runtime, timeout_ms, memory_mb, concurrency, cpu_millicores, pids, tmp_mb, visibility, record_credentials, active_version, created_at, updated_at \
-             FROM functions WHERE project_id = $1 AND name = $2",
-        )
+        Ok(sqlx::query_as(concat!(
+            "SELECT ",
+            function_columns!(),
+            " FROM functions WHERE project_id = $1 AND name = $2"
+        ))
         .bind(project_id)
         .bind(name)
         .fetch_optional(&self.db)
@@ -55,10 +65,11 @@ impl Store {
         cursor: Option<&str>,
         limit: i64,
     ) -> Result<Vec<FunctionRow>> {
-        Ok(sqlx::query_as(
-            "SELECT id, project_id, name, runtime, timeout_ms, memory_mb, concurrency, cpu_millicores, pids, tmp_mb, visibility, record_credentials, active_version, created_at, updated_at \
-             FROM functions WHERE project_id = $1 AND ($2 IS NULL OR name > $2) ORDER BY name LIMIT $3",
-        )
+        Ok(sqlx::query_as(concat!(
+            "SELECT ",
+            function_columns!(),
+            " FROM functions WHERE project_id = $1 AND ($2 IS NULL OR name > $2) ORDER BY name LIMIT $3"
+        ))
         .bind(project_id)
         .bind(cursor)
         .bind(limit)
@@ -90,27 +101,21 @@ impl Store {
             created_at: now,
             updated_at: now,
         };
-        sqlx::query(
-            "INSERT INTO functions (id, project_id, name, runtime, timeout_ms, memory_mb, concurrency, visibility, created_at, updated_at, cpu_millicores, pids, tmp_mb, record_credentials) \
+        let query = sqlx::query(
+            "INSERT INTO functions (runtime, timeout_ms, memory_mb, concurrency, visibility, cpu_millicores, pids, tmp_mb, record_credentials, \
+             id, project_id, name, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-        )
-        .bind(&row.id)
-        .bind(&row.project_id)
-        .bind(&row.name)
-        .bind(&row.runtime)
-        .bind(row.timeout_ms)
-        .bind(row.memory_mb)
-        .bind(row.concurrency)
-        .bind(&row.visibility)
-        .bind(row.created_at)
-        .bind(row.updated_at)
-        .bind(row.cpu_millicores)
-        .bind(row.pids)
-        .bind(row.tmp_mb)
-        .bind(row.record_credentials)
-        .execute(&self.db)
-        .await
-        .map_err(|e| conflict(e, || format!("a function named '{name}' already exists in this project")))?;
+        );
+        let query = bind_settings(query, settings)
+            .bind(&row.id)
+            .bind(&row.project_id)
+            .bind(&row.name)
+            .bind(row.created_at)
+            .bind(row.updated_at);
+        self.insert_unique(query, || {
+            format!("a function named '{name}' already exists in this project")
+        })
+        .await?;
         Ok(row)
     }
 
@@ -119,36 +124,38 @@ impl Store {
         function_id: &str,
         settings: &FunctionSettingsRow,
     ) -> Result<()> {
-        sqlx::query(
-            "UPDATE functions SET runtime = $1, timeout_ms = $2, memory_mb = $3, concurrency = $4, visibility = $5, updated_at = $6, cpu_millicores = $8, pids = $9, tmp_mb = $10, record_credentials = $11 WHERE id = $7",
-        )
+        let query = sqlx::query(
+            "UPDATE functions SET runtime = $1, timeout_ms = $2, memory_mb = $3, concurrency = $4, visibility = $5, \
+             cpu_millicores = $6, pids = $7, tmp_mb = $8, record_credentials = $9, updated_at = $11 WHERE id = $10",
+        );
+        let query = bind_settings(query, settings)
+            .bind(function_id)
+            .bind(now_ms());
+        self.execute(query).await?;
+        Ok(())
+    }
+
+    pub async fn delete_function(&self, function_id: &str) -> Result<()> {
+        let statements = [
+            "DELETE FROM invocations WHERE function_id = $1",
+            "DELETE FROM functions WHERE id = $1",
+        ];
+        self.execute_in_one_tx(&statements, function_id).await
+    }
+}
+
+/// Binds a function's settings to `$1`…`$9`, in the order `runtime,
+/// timeout_ms, memory_mb, concurrency, visibility, cpu_millicores, pids,
+/// tmp_mb, record_credentials`.
+pub(crate) fn bind_settings<'q>(query: Query<'q>, settings: &FunctionSettingsRow) -> Query<'q> {
+    query
         .bind(&settings.runtime)
         .bind(settings.timeout_ms)
         .bind(settings.memory_mb)
         .bind(settings.concurrency)
         .bind(&settings.visibility)
-        .bind(now_ms())
-        .bind(function_id)
         .bind(settings.cpu_millicores)
         .bind(settings.pids)
         .bind(settings.tmp_mb)
         .bind(settings.record_credentials)
-        .execute(&self.db)
-        .await?;
-        Ok(())
-    }
-
-    pub async fn delete_function(&self, function_id: &str) -> Result<()> {
-        let mut tx = self.write_tx().await?;
-        sqlx::query("DELETE FROM invocations WHERE function_id = $1")
-            .bind(function_id)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM functions WHERE id = $1")
-            .bind(function_id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
-    }
 }

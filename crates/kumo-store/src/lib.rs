@@ -29,7 +29,8 @@ use std::time::Duration;
 
 use sqlx::SqlitePool;
 use sqlx::sqlite::{
-    SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+    SqliteArguments, SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions,
+    SqliteSynchronous,
 };
 
 pub use accounts::{TokenRow, UserRow};
@@ -61,6 +62,9 @@ pub enum StoreError {
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A statement with its values bound, ready to run.
+type Query<'q> = sqlx::query::Query<'q, sqlx::Sqlite, SqliteArguments>;
 
 /// Which rows a caller may see: an owner's, or (admin) everyone's.
 #[derive(Debug, Clone, Copy)]
@@ -158,27 +162,51 @@ impl Store {
             .await?;
         Ok(result)
     }
-}
 
-/// Turns a unique-constraint violation into [`StoreError::Conflict`].
-fn conflict(e: sqlx::Error, message: impl FnOnce() -> String) -> StoreError {
-    match &e {
-        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(message()),
-        _ => StoreError::Db(e),
+    /// Runs one statement on its own; how many rows it changed.
+    async fn execute(&self, query: Query<'_>) -> Result<u64> {
+        Ok(query.execute(&self.db).await?.rows_affected())
+    }
+
+    /// Runs an `INSERT` of a row that must be unique; a row already there
+    /// is a [`StoreError::Conflict`] saying `message`.
+    async fn insert_unique(
+        &self,
+        query: Query<'_>,
+        message: impl FnOnce() -> String,
+    ) -> Result<()> {
+        match query.execute(&self.db).await {
+            Ok(_) => Ok(()),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                Err(StoreError::Conflict(message()))
+            }
+            Err(e) => Err(StoreError::Db(e)),
+        }
+    }
+
+    /// Runs `statements` in order, in one write transaction, each with `id`
+    /// as its `$1`.
+    async fn execute_in_one_tx(&self, statements: &[&'static str], id: &str) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        for statement in statements {
+            sqlx::query(*statement).bind(id).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{auto_vacuum, temp_store};
 
     /// Transactions that read before they write, run side by side with
     /// other writers, all succeed: none fails with "database is locked"
     /// because another connection wrote between its read and its write.
     #[tokio::test]
     async fn concurrent_writers_wait_their_turn() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::open(dir.path(), None).await.expect("store");
+        let (_dir, store) = temp_store().await;
         let user = store.create_user("u", "x", true).await.expect("user");
         let project = store
             .create_project(&user.id, "app", "")
@@ -228,11 +256,7 @@ mod tests {
             .expect("row");
         old.close().await;
         let store = Store::open(dir.path(), None).await.expect("store");
-        let (mode,): (i64,) = sqlx::query_as("PRAGMA auto_vacuum")
-            .fetch_one(&store.db)
-            .await
-            .expect("pragma");
-        assert_eq!(mode, 2, "incremental");
+        assert_eq!(auto_vacuum(&store).await, 2, "incremental");
         let (v,): (String,) = sqlx::query_as("SELECT v FROM kept")
             .fetch_one(&store.db)
             .await

@@ -2,7 +2,7 @@
 
 use sqlx::FromRow;
 
-use crate::{Result, Scope, Store, conflict, new_id, now_ms};
+use crate::{Result, Scope, Store, new_id, now_ms};
 
 #[derive(Debug, Clone, FromRow)]
 pub struct ProjectRow {
@@ -30,15 +30,14 @@ impl Store {
             created_at: now_ms(),
             cors: None,
         };
-        sqlx::query("INSERT INTO projects (id, owner_id, name, description, created_at) VALUES ($1, $2, $3, $4, $5)")
+        let query = sqlx::query("INSERT INTO projects (id, owner_id, name, description, created_at) VALUES ($1, $2, $3, $4, $5)")
             .bind(&row.id)
             .bind(&row.owner_id)
             .bind(&row.name)
             .bind(&row.description)
-            .bind(row.created_at)
-            .execute(&self.db)
-            .await
-            .map_err(|e| conflict(e, || format!("a project named '{name}' already exists")))?;
+            .bind(row.created_at);
+        self.insert_unique(query, || format!("a project named '{name}' already exists"))
+            .await?;
         Ok(row)
     }
 
@@ -71,36 +70,28 @@ impl Store {
     }
 
     pub async fn update_project(&self, project_id: &str, description: &str) -> Result<()> {
-        sqlx::query("UPDATE projects SET description = $1 WHERE id = $2")
+        let query = sqlx::query("UPDATE projects SET description = $1 WHERE id = $2")
             .bind(description)
-            .bind(project_id)
-            .execute(&self.db)
-            .await?;
+            .bind(project_id);
+        self.execute(query).await?;
         Ok(())
     }
 
     /// Sets (or with `None` removes) a project's CORS settings.
     pub async fn set_project_cors(&self, project_id: &str, cors: Option<&str>) -> Result<()> {
-        sqlx::query("UPDATE projects SET cors = $1 WHERE id = $2")
+        let query = sqlx::query("UPDATE projects SET cors = $1 WHERE id = $2")
             .bind(cors)
-            .bind(project_id)
-            .execute(&self.db)
-            .await?;
+            .bind(project_id);
+        self.execute(query).await?;
         Ok(())
     }
 
     /// Deletes a project with its functions, deployments and runs.
     pub async fn delete_project(&self, project_id: &str) -> Result<()> {
-        let mut tx = self.write_tx().await?;
-        sqlx::query("DELETE FROM invocations WHERE project_id = $1")
-            .bind(project_id)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM projects WHERE id = $1")
-            .bind(project_id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+        let statements = [
+            "DELETE FROM invocations WHERE project_id = $1",
+            "DELETE FROM projects WHERE id = $1",
+        ];
+        self.execute_in_one_tx(&statements, project_id).await
     }
 }

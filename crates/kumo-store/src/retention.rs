@@ -6,17 +6,13 @@ impl Store {
     /// Removes lines read before `older_than_ms`, and all but the newest
     /// `keep` lines; returns how many went.
     pub async fn prune_log_lines(&self, older_than_ms: i64, keep: i64) -> Result<u64> {
-        let by_age = sqlx::query("DELETE FROM log_lines WHERE time < $1")
-            .bind(older_than_ms)
-            .execute(&self.db)
-            .await?
-            .rows_affected();
+        let by_age = self
+            .execute(sqlx::query("DELETE FROM log_lines WHERE time < $1").bind(older_than_ms))
+            .await?;
         let max = self.max_log_line_id().await?;
-        let by_size = sqlx::query("DELETE FROM log_lines WHERE id <= $1")
-            .bind(max - keep)
-            .execute(&self.db)
-            .await?
-            .rows_affected();
+        let by_size = self
+            .execute(sqlx::query("DELETE FROM log_lines WHERE id <= $1").bind(max - keep))
+            .await?;
         Ok(by_age + by_size)
     }
 
@@ -154,11 +150,9 @@ impl Store {
     /// Gives the pages that removed rows left free back to the file
     /// system, and cuts the write-ahead log back.
     pub async fn reclaim_space(&self) -> Result<()> {
-        sqlx::query("PRAGMA incremental_vacuum")
-            .execute(&self.db)
+        self.execute(sqlx::query("PRAGMA incremental_vacuum"))
             .await?;
-        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-            .execute(&self.db)
+        self.execute(sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)"))
             .await?;
         Ok(())
     }
@@ -166,8 +160,8 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use crate::testing::run;
-    use crate::{InvocationRow, LogLineRow, Scope, Store};
+    use crate::testing::{auto_vacuum, run, temp_store};
+    use crate::{InvocationRow, LogLineRow, Scope};
 
     fn line(id: i64, run_id: &str) -> LogLineRow {
         LogLineRow {
@@ -185,8 +179,7 @@ mod tests {
     /// other projects stay.
     #[tokio::test]
     async fn pruning_by_bytes_removes_the_oldest_finished_runs_of_the_project() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::open(dir.path(), None).await.expect("store");
+        let (_dir, store) = temp_store().await;
         let mut rows = Vec::new();
         for i in 0..10 {
             let status = if i == 0 { "running" } else { "succeeded" };
@@ -257,13 +250,8 @@ mod tests {
     /// large removal.
     #[tokio::test]
     async fn freed_space_goes_back_to_the_file_system() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::open(dir.path(), None).await.expect("store");
-        let (mode,): (i64,) = sqlx::query_as("PRAGMA auto_vacuum")
-            .fetch_one(&store.db)
-            .await
-            .expect("pragma");
-        assert_eq!(mode, 2, "incremental");
+        let (dir, store) = temp_store().await;
+        assert_eq!(auto_vacuum(&store).await, 2, "incremental");
         let rows: Vec<InvocationRow> = (0..200)
             .map(|i| {
                 let mut row = run(&format!("r{i:04}"), "succeeded");

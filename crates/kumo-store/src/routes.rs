@@ -2,7 +2,7 @@
 
 use sqlx::FromRow;
 
-use crate::{Result, Store, conflict, new_id, now_ms};
+use crate::{Result, Store, new_id, now_ms};
 
 /// A project's route.
 #[derive(Debug, Clone, FromRow)]
@@ -43,26 +43,23 @@ impl Store {
             function: function.to_string(),
             created_at: now_ms(),
         };
-        sqlx::query("INSERT INTO routes (id, project_id, method, path, function, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
+        let query = sqlx::query("INSERT INTO routes (id, project_id, method, path, function, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
             .bind(&row.id)
             .bind(&row.project_id)
             .bind(&row.method)
             .bind(&row.path)
             .bind(&row.function)
-            .bind(row.created_at)
-            .execute(&self.db)
-            .await
-            .map_err(|e| conflict(e, || format!("a route {method} {path} already exists")))?;
+            .bind(row.created_at);
+        self.insert_unique(query, || format!("a route {method} {path} already exists"))
+            .await?;
         Ok(row)
     }
 
     /// Removes a route; `false` when the project has no such route.
     pub async fn delete_route(&self, project_id: &str, id: &str) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM routes WHERE project_id = $1 AND id = $2")
+        let query = sqlx::query("DELETE FROM routes WHERE project_id = $1 AND id = $2")
             .bind(project_id)
-            .bind(id)
-            .execute(&self.db)
-            .await?;
-        Ok(done.rows_affected() > 0)
+            .bind(id);
+        Ok(self.execute(query).await? > 0)
     }
 }

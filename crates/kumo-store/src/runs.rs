@@ -180,14 +180,13 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::run;
+    use crate::testing::{run, temp_store};
 
     /// Batches larger than one statement's chunk, with a run recorded twice
     /// in one batch, keep every run once, in its last state.
     #[tokio::test]
     async fn batched_run_records_keep_the_last_state_of_each_run() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::open(dir.path(), None).await.expect("store");
+        let (_dir, store) = temp_store().await;
         let mut rows: Vec<InvocationRow> = (0..450)
             .map(|i| run(&format!("r{i:04}"), "succeeded"))
             .collect();
@@ -230,12 +229,19 @@ mod tests {
         .expect("sum")
     }
 
+    /// Asserts that the usage the triggers keep is what the rows hold.
+    async fn assert_usage_counted(store: &Store) {
+        assert_eq!(
+            store.run_usage().await.expect("usage"),
+            counted(store).await
+        );
+    }
+
     /// The usage kept by the triggers matches the rows through inserts,
     /// a queued run finishing bigger, and every kind of removal.
     #[tokio::test]
     async fn run_usage_follows_every_write() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::open(dir.path(), None).await.expect("store");
+        let (_dir, store) = temp_store().await;
         let mut rows = Vec::new();
         for i in 0..30 {
             let mut row = run(&format!("r{i:04}"), "succeeded");
@@ -247,10 +253,7 @@ mod tests {
         queued.input = Some("z".repeat(5000));
         rows.push(queued.clone());
         store.upsert_invocations(&rows).await.expect("write");
-        assert_eq!(
-            store.run_usage().await.expect("usage"),
-            counted(&store).await
-        );
+        assert_usage_counted(&store).await;
         let before = counted(&store).await;
 
         // The queued run finishes with a capped input and some logs.
@@ -276,15 +279,9 @@ mod tests {
             .prune_project_bytes("a", 10_000)
             .await
             .expect("prune a");
-        assert_eq!(
-            store.run_usage().await.expect("usage"),
-            counted(&store).await
-        );
+        assert_usage_counted(&store).await;
         store.prune_invocations(0, 5).await.expect("prune by count");
-        assert_eq!(
-            store.run_usage().await.expect("usage"),
-            counted(&store).await
-        );
+        assert_usage_counted(&store).await;
         for (project, _) in store.run_usage().await.expect("usage") {
             store
                 .prune_project_bytes(&project, i64::MAX)
