@@ -1,0 +1,48 @@
+//! Fixtures shared by the unit tests.
+
+use crate::{InvocationRow, Store};
+
+/// An empty store in a temporary directory, which goes when the
+/// directory's handle is dropped.
+pub(crate) async fn temp_store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::open(dir.path(), None).await.expect("store");
+    (dir, store)
+}
+
+/// The database's `auto_vacuum` mode (2: incremental).
+pub(crate) async fn auto_vacuum(store: &Store) -> i64 {
+    let (mode,): (i64,) = sqlx::query_as("PRAGMA auto_vacuum")
+        .fetch_one(&store.db)
+        .await
+        .expect("pragma");
+    mode
+}
+
+/// A run of project `p` with this id and status.
+pub(crate) fn run(id: &str, status: &str) -> InvocationRow {
+    InvocationRow {
+        id: id.into(),
+        owner_id: "u".into(),
+        project_id: "p".into(),
+        function_id: "f".into(),
+        project: "proj".into(),
+        function: "fun".into(),
+        version: Some(1),
+        trigger_kind: "api".into(),
+        status: status.into(),
+        input: Some("{}".into()),
+        output: None,
+        error: None,
+        logs: String::new(),
+        logs_truncated: 0,
+        input_size: None,
+        output_size: None,
+        duration_us: 0,
+        cold_start: 0,
+        cpu_us: None,
+        peak_memory: None,
+        created_at: 1,
+        finished_at: None,
+    }
+}
