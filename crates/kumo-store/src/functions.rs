@@ -119,9 +119,6 @@ pub(crate) fn update_config<'q>(function_id: &'q str, config: &'q FunctionConfig
 
 #[cfg(test)]
 mod tests {
-    use sqlx::sqlite::{
-        SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions,
-    };
 
     use super::*;
 
@@ -130,16 +127,7 @@ mod tests {
     #[tokio::test]
     async fn settings_columns_become_one_object_with_their_values() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let old = SqlitePoolOptions::new()
-            .connect_with(
-                SqliteConnectOptions::new()
-                    .filename(dir.path().join("kumo.db"))
-                    .create_if_missing(true)
-                    .auto_vacuum(SqliteAutoVacuum::Incremental)
-                    .journal_mode(SqliteJournalMode::Wal),
-            )
-            .await
-            .expect("old database");
+        let old = crate::testing::older_database(dir.path(), true).await;
         let mut before = sqlx::migrate!("./migrations");
         let upto = before
             .migrations

@@ -247,15 +247,7 @@ mod tests {
     #[tokio::test]
     async fn an_older_database_is_switched_to_incremental_vacuum() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let old = SqlitePoolOptions::new()
-            .connect_with(
-                SqliteConnectOptions::new()
-                    .filename(dir.path().join("kumo.db"))
-                    .create_if_missing(true)
-                    .journal_mode(SqliteJournalMode::Wal),
-            )
-            .await
-            .expect("old database");
+        let old = crate::testing::older_database(dir.path(), false).await;
         sqlx::query("CREATE TABLE kept (v TEXT)")
             .execute(&old)
             .await

@@ -10,6 +10,27 @@ pub(crate) async fn temp_store() -> (tempfile::TempDir, Store) {
     (dir, store)
 }
 
+/// A database as an older server left it in `dir`, opened without the
+/// store (no migrations), with incremental vacuum or not.
+pub(crate) async fn older_database(dir: &std::path::Path, incremental: bool) -> sqlx::SqlitePool {
+    use sqlx::sqlite::{SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode};
+    let mode = if incremental {
+        SqliteAutoVacuum::Incremental
+    } else {
+        SqliteAutoVacuum::None
+    };
+    sqlx::sqlite::SqlitePoolOptions::new()
+        .connect_with(
+            SqliteConnectOptions::new()
+                .filename(dir.join("kumo.db"))
+                .create_if_missing(true)
+                .auto_vacuum(mode)
+                .journal_mode(SqliteJournalMode::Wal),
+        )
+        .await
+        .expect("older database")
+}
+
 /// The database's `auto_vacuum` mode (2: incremental).
 pub(crate) async fn auto_vacuum(store: &Store) -> i64 {
     let (mode,): (i64,) = sqlx::query_as("PRAGMA auto_vacuum")
