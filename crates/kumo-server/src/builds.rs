@@ -118,7 +118,7 @@ async fn run(state: &State, job: Job) -> anyhow::Result<()> {
     store
         .set_build(
             &deployment.id,
-            DeploymentStatus::Ready.as_str(),
+            DeploymentStatus::Ready,
             None,
             Some(&built.log),
         )
@@ -142,12 +142,11 @@ async fn run(state: &State, job: Job) -> anyhow::Result<()> {
 
 /// The status a failed build leaves: a new version failed; a version that
 /// was good and only had to be rebuilt stays ready, to be tried again.
-fn failed_status(activation: Activation) -> &'static str {
+fn failed_status(activation: Activation) -> DeploymentStatus {
     match activation {
         Activation::IfNewest => DeploymentStatus::Failed,
         Activation::Rollback { .. } => DeploymentStatus::Ready,
     }
-    .as_str()
 }
 
 /// Starts again the builds a stopped server left unfinished.

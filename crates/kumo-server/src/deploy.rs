@@ -235,8 +235,7 @@ pub(crate) async fn deploy(
             DeploymentStatus::Building
         } else {
             DeploymentStatus::Ready
-        }
-        .as_str(),
+        },
         deps: deps.as_ref().map(|d| d.normalized.as_str()),
         layer: layer_key.as_deref(),
     };
@@ -286,8 +285,8 @@ pub(crate) async fn activate(
     let (project, function) = (project_row.name.as_str(), row.name.clone());
     let function = function.as_str();
     let number = deployment.version;
-    match DeploymentStatus::parse(&deployment.status) {
-        Some(DeploymentStatus::Building) => {
+    match deployment.status {
+        DeploymentStatus::Building => {
             return Err(ApiError::new(
                 ErrorCode::Conflict,
                 format!(
@@ -295,7 +294,7 @@ pub(crate) async fn activate(
                 ),
             ));
         }
-        Some(DeploymentStatus::Failed) => {
+        DeploymentStatus::Failed => {
             return Err(ApiError::new(
                 ErrorCode::Conflict,
                 format!(
@@ -309,12 +308,7 @@ pub(crate) async fn activate(
     if deployment.layer.is_some() && builds::layer_dir(state, &deployment).is_none() {
         state
             .store()
-            .set_build(
-                &deployment.id,
-                DeploymentStatus::Building.as_str(),
-                None,
-                None,
-            )
+            .set_build(&deployment.id, DeploymentStatus::Building, None, None)
             .await?;
         tracing::info!(project = %project, function = %function, version = number, "activating: its dependency layer was evicted; building it again");
         builds::spawn(

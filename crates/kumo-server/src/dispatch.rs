@@ -251,8 +251,8 @@ fn record(
         project: resolved.project.clone(),
         function: resolved.function.clone(),
         version: Some(version),
-        trigger_kind: trigger.as_str().to_string(),
-        status: outcome.status.as_str().to_string(),
+        trigger_kind: trigger,
+        status: outcome.status,
         input: Some(event.get().to_string()),
         output: outcome.output.as_ref().map(|raw| raw.get().to_string()),
         error: outcome
@@ -301,8 +301,8 @@ pub(crate) async fn accept_async(
         project: resolved.project.clone(),
         function: resolved.function.clone(),
         version: resolved.spec.as_ref().map(|s| s.version),
-        trigger_kind: Trigger::Async.as_str().to_string(),
-        status: RunStatus::Queued.as_str().to_string(),
+        trigger_kind: Trigger::Async,
+        status: RunStatus::Queued,
         input: Some(event.get().to_string()),
         output: None,
         error: None,
@@ -382,7 +382,7 @@ async fn run_async(state: State, row: InvocationRow) {
 }
 
 async fn finish_unrunnable(state: &State, mut row: InvocationRow, why: &str) {
-    row.status = RunStatus::Failed.as_str().to_string();
+    row.status = RunStatus::Failed;
     row.error = serde_json::to_string(&RunError {
         kind: "NotRun".into(),
         message: why.to_string(),
@@ -399,12 +399,12 @@ pub(crate) async fn recover_unfinished(state: &State) -> anyhow::Result<()> {
     let rows = state.store().unfinished_invocations().await?;
     let mut resumed = 0;
     for mut row in rows {
-        if row.trigger_kind == Trigger::Async.as_str() {
-            row.status = RunStatus::Queued.as_str().to_string();
+        if row.trigger_kind == Trigger::Async {
+            row.status = RunStatus::Queued;
             tokio::spawn(run_async(state.clone(), row));
             resumed += 1;
         } else {
-            row.status = RunStatus::Crashed.as_str().to_string();
+            row.status = RunStatus::Crashed;
             row.error = serde_json::to_string(&RunError {
                 kind: "ServerStopped".into(),
                 message: "the server stopped before the run finished".into(),

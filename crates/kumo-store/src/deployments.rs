@@ -1,5 +1,6 @@
 //! Deployments: a function's versions, their builds, and which one is active.
 
+use kumo_types::DeploymentStatus;
 use sqlx::FromRow;
 
 use crate::functions::update_config;
@@ -18,8 +19,8 @@ pub struct DeploymentRow {
     pub file_count: i64,
     pub size_bytes: i64,
     pub created_at: i64,
-    /// `building`, `ready` or `failed`.
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: DeploymentStatus,
     /// Normalized dependencies, when it has any.
     pub deps: Option<String>,
     /// Key of its dependency layer.
@@ -53,8 +54,8 @@ pub struct NewDeployment<'a> {
     pub handler: &'a str,
     pub content_hash: &'a str,
     pub manifest: &'a Manifest,
-    /// `ready` (active at once) or `building` (active once built).
-    pub status: &'a str,
+    /// `Ready` (active at once) or `Building` (active once built).
+    pub status: DeploymentStatus,
     pub deps: Option<&'a str>,
     pub layer: Option<&'a str>,
 }
@@ -93,7 +94,7 @@ impl Store {
             file_count: new.manifest.files.len() as i64,
             size_bytes: new.manifest.files.iter().map(|f| f.size as i64).sum(),
             created_at: now_ms(),
-            status: new.status.to_string(),
+            status: new.status,
             deps: new.deps.map(str::to_string),
             layer: new.layer.map(str::to_string),
             error: None,
@@ -114,7 +115,7 @@ impl Store {
         .bind(row.file_count)
         .bind(row.size_bytes)
         .bind(row.created_at)
-        .bind(&row.status)
+        .bind(row.status.as_str())
         .bind(&row.deps)
         .bind(&row.layer)
         .execute(&mut *tx)
@@ -122,7 +123,7 @@ impl Store {
         if let Some(config) = config {
             update_config(function_id, config).execute(&mut *tx).await?;
         }
-        if new.status == "ready" {
+        if new.status == DeploymentStatus::Ready {
             sqlx::query("UPDATE functions SET active_version = $1 WHERE id = $2")
                 .bind(version)
                 .bind(function_id)
@@ -133,19 +134,19 @@ impl Store {
         Ok(row)
     }
 
-    /// Records how a deployment's build ended (`status` `ready` or
-    /// `failed`), or that it is `building` again.
+    /// Records how a deployment's build ended (`ready` or `failed`), or
+    /// that it is `building` again.
     pub async fn set_build(
         &self,
         deployment_id: &str,
-        status: &str,
+        status: DeploymentStatus,
         error: Option<&str>,
         log: Option<&str>,
     ) -> Result<()> {
         let query = sqlx::query(
             "UPDATE deployments SET status = $1, error = $2, build_log = $3 WHERE id = $4",
         )
-        .bind(status)
+        .bind(status.as_str())
         .bind(error)
         .bind(log)
         .bind(deployment_id);

@@ -1,6 +1,7 @@
 //! Runs: invocation records, the bytes they hold, and the unfinished ones
 //! left to recover.
 
+use kumo_types::{RunStatus, Trigger};
 use sqlx::FromRow;
 
 use crate::{Result, Scope, Store};
@@ -14,8 +15,10 @@ pub struct InvocationRow {
     pub project: String,
     pub function: String,
     pub version: Option<i64>,
-    pub trigger_kind: String,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub trigger_kind: Trigger,
+    #[sqlx(try_from = "String")]
+    pub status: RunStatus,
     pub input: Option<String>,
     pub output: Option<String>,
     pub error: Option<String>,
@@ -96,8 +99,8 @@ impl Store {
                     .push_bind(&r.project)
                     .push_bind(&r.function)
                     .push_bind(r.version)
-                    .push_bind(&r.trigger_kind)
-                    .push_bind(&r.status)
+                    .push_bind(r.trigger_kind.as_str())
+                    .push_bind(r.status.as_str())
                     .push_bind(&r.input)
                     .push_bind(&r.output)
                     .push_bind(&r.error)
@@ -204,6 +207,7 @@ mod tests {
                 .expect("read")
                 .expect("present")
                 .status
+                .as_str()
         };
         assert_eq!(get("r0300").await, "succeeded");
         assert_eq!(get("r0001").await, "failed");
@@ -257,7 +261,7 @@ mod tests {
         let before = counted(&store).await;
 
         // The queued run finishes with a capped input and some logs.
-        queued.status = "succeeded".into();
+        queued.status = RunStatus::Succeeded;
         queued.input = Some("z".repeat(100));
         queued.input_size = Some(5000);
         queued.logs = "one\ntwo\n".into();

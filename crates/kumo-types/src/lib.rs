@@ -393,6 +393,22 @@ pub struct DeployResponse {
     pub url: String,
 }
 
+/// `TryFrom<String>` for enums stored as their names (`parse`), so that
+/// a store row can hold them typed.
+macro_rules! stored_as_name {
+    ($($t:ty),*) => {$(
+        impl TryFrom<String> for $t {
+            type Error = String;
+
+            fn try_from(name: String) -> Result<Self, String> {
+                <$t>::parse(&name).ok_or_else(|| format!("unknown {} '{name}'", stringify!($t)))
+            }
+        }
+    )*};
+}
+
+stored_as_name!(DeploymentStatus, RunStatus, Trigger, Visibility);
+
 /// Where a version is: `building` while its dependencies are installed
 /// (it becomes active when they are), `ready` to serve, or `failed`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

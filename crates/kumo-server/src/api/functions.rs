@@ -5,7 +5,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use kumo_store::{DeploymentRow, FunctionRow};
 use kumo_types::{
     CreateFunction, DeployQuery, DeployRequest, DeployResponse, DeployStatus, Deployment,
-    DeploymentStatus, ErrorBody, ErrorCode, Function, FunctionSettings, MetricsQuery, Page,
+    ErrorBody, ErrorCode, Function, FunctionSettings, MetricsQuery, Page,
     validate_name,
 };
 
@@ -53,7 +53,7 @@ pub(crate) async fn describe(
         last_call_at: last.as_ref().map(|r| r.created_at),
         last_status: last
             .as_ref()
-            .and_then(|r| kumo_types::RunStatus::parse(&r.status)),
+            .map(|r| r.status),
         calls_last_hour: hour.as_ref().map_or(0, |t| t.calls),
         errors_last_hour: hour.as_ref().map_or(0, |t| t.errors),
     };
@@ -73,7 +73,7 @@ pub(crate) async fn describe(
 fn deployment_to_api(row: DeploymentRow, active: Option<i64>) -> Deployment {
     Deployment {
         active: active == Some(row.version),
-        status: DeploymentStatus::parse(&row.status).unwrap_or(DeploymentStatus::Failed),
+        status: row.status,
         error: row.error,
         layer: row.layer,
         build_log: None,

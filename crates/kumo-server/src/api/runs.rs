@@ -40,8 +40,8 @@ fn stored_value(text: Option<String>, size: Option<i64>) -> Option<Value> {
 
 pub(crate) fn to_api(row: InvocationRow) -> Invocation {
     Invocation {
-        trigger: Trigger::parse(&row.trigger_kind).unwrap_or(Trigger::Api),
-        status: RunStatus::parse(&row.status).unwrap_or(RunStatus::Failed),
+        trigger: row.trigger_kind,
+        status: row.status,
         input_truncated: row.input_size.is_some(),
         output_truncated: row.output_size.is_some(),
         input: stored_value(row.input, row.input_size),
@@ -199,7 +199,7 @@ pub(crate) async fn list(
         let full = rows.len() as i64 == limit;
         cursor = rows.last().map(|r| r.id.clone());
         for r in rows {
-            if q.status.is_none_or(|s| s.as_str() == r.status) {
+            if q.status.is_none_or(|s| s == r.status) {
                 items.push(to_api(r));
             }
         }
