@@ -353,6 +353,26 @@ mod tests {
         }
     }
 
+    /// OpenAPI wants every `operationId` unique, and generated clients
+    /// name things by it (two `list` operations do not compile as
+    /// TypeScript). utoipa takes the handler's name, so handlers with
+    /// common names (`list`, `get`) set `operation_id`.
+    #[test]
+    fn operation_ids_are_unique() {
+        let mut doc = document(&Limits::default());
+        let mut seen = std::collections::BTreeMap::new();
+        for (path, method, operation) in operations_mut(&mut doc) {
+            let id = operation["operationId"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{method} {path} has no operationId"))
+                .to_string();
+            let here = format!("{} {path}", method.to_uppercase());
+            if let Some(first) = seen.insert(id.clone(), here.clone()) {
+                panic!("{first} and {here} are both `{id}`: give one an `operation_id`");
+            }
+        }
+    }
+
     #[test]
     fn settings_have_the_servers_ranges() {
         let limits = Limits {
