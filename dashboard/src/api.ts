@@ -1,133 +1,57 @@
 // The dashboard's only way to the server: Kumo's public API (`/api/v1`),
 // signed in by the session cookie (HttpOnly: no script here holds a
-// credential). The types mirror the server's (kumo-types).
+// credential).
+//
+// Its types are the server's: `openapi.gen.ts` is generated from
+// docs/openapi.json (the server's OpenAPI document, checked in) by
+// openapi-typescript on every build, and every call below names its
+// operation in it (method and path template), which types its path
+// parameters, query, JSON body and answer. Written by hand here is only
+// what the document does not describe: the paging loop, the error
+// class, and the server-sent events of a log follow.
 
-export type RunStatus =
-  | 'queued' | 'running' | 'succeeded' | 'failed' | 'timed_out' | 'out_of_memory' | 'crashed';
+import type { components, paths } from './openapi.gen';
 
-export interface Me { id: string; username: string; is_admin: boolean }
-export interface Session { username: string; is_admin: boolean; csrf: string }
-export interface HttpCall {
-  method: string;
-  path: string;
-  query: string;
-  headers: [string, string][];
-  body: string;
-}
-export interface HttpAnswer {
-  status: number;
-  headers: [string, string][];
-  body: string;
-  isBase64Encoded: boolean;
-  invocation_id: string | null;
-}
-export interface Project { name: string; description: string; created_at: number }
-export interface Activity {
-  last_call_at: number | null;
-  last_status: RunStatus | null;
-  calls_last_hour: number;
-  errors_last_hour: number;
-}
-export interface Fn {
-  name: string;
-  project: string;
-  runtime: string;
-  timeout_ms: number;
-  memory_mb: number;
-  concurrency: number;
-  cpu_millicores: number;
-  pids: number;
-  tmp_mb: number;
-  visibility: 'public' | 'private';
-  active_version: number | null;
-  url: string;
-  created_at: number;
-  updated_at: number;
-  instances?: { busy: number; idle: number };
-  activity?: Activity;
-}
-export interface Settings {
-  timeout_ms?: number;
-  memory_mb?: number;
-  concurrency?: number;
-  cpu_millicores?: number;
-  pids?: number;
-  tmp_mb?: number;
-  visibility?: 'public' | 'private';
-}
-export interface Deployment {
-  version: number;
-  runtime: string;
-  entrypoint: string;
-  handler: string;
-  content_hash: string;
-  file_count: number;
-  size_bytes: number;
-  active: boolean;
-  created_at: number;
-  status: 'building' | 'ready' | 'failed';
-  error: string | null;
-  layer: string | null;
-  build_log?: string | null;
-}
-export interface Deployed {
-  function: string;
-  version: number;
-  content_hash: string;
-  status: 'active' | 'building' | 'unchanged';
-  url: string;
-}
-export interface RunError { type: string; message: string; traceback: string }
-export interface Invocation {
-  id: string;
-  project: string;
-  function: string;
-  version: number | null;
-  trigger: 'http' | 'api' | 'async' | 'cron' | 'replay';
-  status: RunStatus;
-  input: unknown;
-  output: unknown;
-  /** The stored copy was cut: `input`/`output` is `{truncated, size_bytes, preview}`. */
-  input_truncated: boolean;
-  output_truncated: boolean;
-  error: RunError | null;
-  logs: string;
-  logs_truncated: boolean;
-  duration_ms: number;
-  cold_start: boolean;
-  cpu_ms: number | null;
-  peak_memory_bytes: number | null;
-  created_at: number;
-  finished_at: number | null;
-}
-export interface LogLine { id: number; line: string; run_id: string; stream: 'stdout' | 'stderr'; time: number }
-export interface Percentiles { p50: number | null; p95: number | null; p99: number | null }
-export interface MetricsPoint {
-  time: number;
-  calls: number;
-  errors: number;
-  by_status: Record<string, number>;
-  cold_starts: number;
-  duration_ms: Percentiles;
-  cpu_ms: number;
-  peak_memory_bytes: number;
-}
-export interface Metrics { window_secs: number; bucket_secs: number; totals: MetricsPoint; series: MetricsPoint[] }
-export interface EnvVar { key: string; value: string; secret: boolean; created_at: number; updated_at: number }
-export interface Route { id: string; method: string; path: string; function: string; url: string; created_at: number }
-export interface Template {
-  name: string;
-  about: string;
-  function: string;
-  runtime: string;
-  entrypoint: string;
-  settings: Settings;
-  routes: { method: string; path: string }[];
-  secrets: string[];
-  files: Record<string, string>;
-}
-export interface SourceLocation { file: string; line: number; column?: number }
-interface Page<T> { items: T[]; next: string | null }
+type Schemas = components['schemas'];
+export type RunStatus = Schemas['RunStatus'];
+export type Me = Schemas['Me'];
+export type Session = Schemas['Session'];
+export type HttpCall = Schemas['HttpCall'];
+export type HttpAnswer = Schemas['HttpAnswer'];
+export type Project = Schemas['Project'];
+export type Fn = Schemas['Function'];
+export type Settings = Schemas['FunctionSettings'];
+export type Deployment = Schemas['Deployment'];
+export type Deployed = Schemas['DeployResponse'];
+export type Invocation = Schemas['Invocation'];
+export type LogLine = Schemas['LogLine'];
+export type Metrics = Schemas['FunctionMetrics'];
+export type EnvVar = Schemas['EnvVar'];
+export type Route = Schemas['Route'];
+export type Template = Schemas['TemplateInfo'];
+export type SourceLocation = Schemas['SourceLocation'];
+
+type Method = 'get' | 'post' | 'put' | 'patch' | 'delete';
+/** The methods the document has for the path template `P`. */
+type Methods<P extends keyof paths> = {
+  [M in Method]: paths[P][M] extends { responses: object } ? M : never;
+}[Method];
+/** The operation `M P` of the document. */
+type Op<P extends keyof paths, M extends Methods<P>> = Extract<paths[P][M], { responses: object }>;
+/** Its path parameters (`{}` when it has none). */
+type PathParams<O> = O extends { parameters: { path: infer T } } ? T : Record<string, never>;
+/** Its query parameters. */
+type Query<O> = O extends { parameters: { query?: infer Q } } ? Q : never;
+/** Its JSON request body. */
+type JsonBody<O> = O extends { requestBody?: { content: { 'application/json': infer B } } } ? B : never;
+/** What a response carries: its JSON, the bytes of another type, or nothing. */
+type Content<R> = R extends { content: { 'application/json': infer T } }
+  ? T
+  : R extends { content: object }
+    ? ArrayBuffer
+    : void;
+/** What a successful answer of `O` carries. */
+type Answer<O> = O extends { responses: infer R } ? Content<R[Extract<keyof R, 200 | 201 | 202 | 204>]> : never;
 
 /** An error answer of the API: `{"error": {"code", "message"}}`. */
 export class ApiError extends Error {
@@ -153,7 +77,7 @@ const SIGNED_IN = 'kumo.signed-in';
 
 /** Signs in: the server sets the session cookie; we keep the CSRF token. */
 export async function signIn(username: string, password: string, remember: boolean): Promise<Session> {
-  const session = await request<Session>('POST', '/api/v1/auth/session', { username, password, remember });
+  const session = await call('post', '/api/v1/auth/session', {}, { body: { username, password, remember } });
   csrf = session.csrf;
   localStorage.setItem(SIGNED_IN, '1');
   return session;
@@ -163,7 +87,7 @@ export async function signIn(username: string, password: string, remember: boole
 export async function resume(): Promise<Session | null> {
   if (!localStorage.getItem(SIGNED_IN)) return null;
   try {
-    const session = await request<Session>('GET', '/api/v1/auth/session');
+    const session = await call('get', '/api/v1/auth/session', {});
     csrf = session.csrf;
     return session;
   } catch {
@@ -174,7 +98,7 @@ export async function resume(): Promise<Session | null> {
 
 /** Revokes the session on the server and clears its cookie. */
 export async function signOut() {
-  await request<void>('DELETE', '/api/v1/auth/session').catch(() => {});
+  await call('delete', '/api/v1/auth/session', {}).catch(() => {});
   csrf = null;
   localStorage.removeItem(SIGNED_IN);
 }
@@ -196,7 +120,7 @@ async function failure(response: Response): Promise<ApiError> {
   let message = `${response.status} ${response.statusText}`;
   let location: SourceLocation | undefined;
   try {
-    const body = await response.json();
+    const body: Partial<Schemas['ErrorBody']> | null = await response.json();
     if (body?.error) {
       code = body.error.code ?? code;
       message = body.error.message ?? message;
@@ -212,83 +136,116 @@ async function failure(response: Response): Promise<ApiError> {
   return new ApiError(response.status, code, message, location);
 }
 
-/** One API request; JSON in and out. */
-export async function request<T>(
-  method: string,
-  path: string,
-  body?: unknown,
-  init: RequestInit = {},
-): Promise<T> {
-  const headers = authHeaders(init.headers);
-  let payload: BodyInit | undefined;
-  if (body instanceof Uint8Array) {
-    payload = body as unknown as BodyInit;
-  } else if (body !== undefined) {
-    headers.set('content-type', 'application/json');
-    payload = JSON.stringify(body);
-  }
-  const response = await fetch(path, { ...init, method, headers, body: payload, credentials: 'same-origin' });
-  if (!response.ok) throw await failure(response);
-  if (response.status === 204) return undefined as T;
-  const type = response.headers.get('content-type') ?? '';
-  return (type.includes('json') ? response.json() : response.arrayBuffer()) as Promise<T>;
+/** What a call sends besides its path parameters. */
+interface Parts<O> {
+  query?: Query<O>;
+  body?: JsonBody<O>;
+  /** A body of another media type than JSON (a `.tar.gz`). */
+  bytes?: { type: string; data: Uint8Array };
 }
 
-async function all<T>(path: string): Promise<T[]> {
+/**
+ * One API request: the operation `method path` of the document, the
+ * template's `{parameters}` filled from `params`. The parameters, the
+ * query and the body are checked against the document, and the answer
+ * has its type (`void` for a `204`, an `ArrayBuffer` for bytes).
+ */
+async function call<P extends keyof paths, M extends Methods<P>>(
+  method: M,
+  path: P,
+  params: PathParams<Op<P, M>>,
+  parts: Parts<Op<P, M>> = {},
+): Promise<Answer<Op<P, M>>> {
+  const url = address(method, path, params, parts.query);
+  const headers = authHeaders();
+  let payload: BodyInit | undefined;
+  if (parts.bytes) {
+    headers.set('content-type', parts.bytes.type);
+    payload = parts.bytes.data as unknown as BodyInit;
+  } else if (parts.body !== undefined) {
+    headers.set('content-type', 'application/json');
+    payload = JSON.stringify(parts.body);
+  }
+  const response = await fetch(url, { method: method.toUpperCase(), headers, body: payload, credentials: 'same-origin' });
+  if (!response.ok) throw await failure(response);
+  if (response.status === 204) return undefined as Answer<Op<P, M>>;
+  const type = response.headers.get('content-type') ?? '';
+  return (type.includes('json') ? response.json() : response.arrayBuffer()) as Promise<Answer<Op<P, M>>>;
+}
+
+/** The URL of `method path` with these parameters (a query's unset ones left out). */
+function address<P extends keyof paths, M extends Methods<P>>(
+  _method: M,
+  path: P,
+  params: PathParams<Op<P, M>>,
+  query?: Query<Op<P, M>>,
+): string {
+  const values = params as Record<string, string | number>;
+  const url = path.replace(/\{(\w+)\}/g, (_, name: string) => encodeURIComponent(String(values[name])));
+  const search = new URLSearchParams();
+  for (const [k, v] of Object.entries(query ?? {})) {
+    if (v != null && v !== '') search.set(k, String(v));
+  }
+  return search.toString() ? `${url}?${search}` : url;
+}
+
+/** Every item of a paged list: pages fetched by `page`, following `next`. */
+async function all<T>(page: (cursor?: string) => Promise<{ items: T[]; next?: string | null }>): Promise<T[]> {
   const out: T[] = [];
-  let cursor: string | null = null;
+  let cursor: string | undefined;
   do {
-    const sep = path.includes('?') ? '&' : '?';
-    const url: string = cursor ? `${path}${sep}cursor=${encodeURIComponent(cursor)}` : path;
-    const page: Page<T> = await request<Page<T>>('GET', url);
-    out.push(...page.items);
-    cursor = page.next;
+    const answer = await page(cursor);
+    out.push(...answer.items);
+    cursor = answer.next ?? undefined;
   } while (cursor);
   return out;
 }
 
-const e = encodeURIComponent;
-const fnPath = (p: string, f: string) => `/api/v1/projects/${e(p)}/functions/${e(f)}`;
+const PROJECT = '/api/v1/projects/{project}';
+const FUNCTION = '/api/v1/projects/{project}/functions/{function}';
+const DEPLOYMENTS = '/api/v1/projects/{project}/functions/{function}/deployments';
+const VERSION = '/api/v1/projects/{project}/functions/{function}/deployments/{version}';
+
+/** The query string of a `.tar.gz` deploy: the code's settings. */
+export type DeployQuery = NonNullable<Query<Op<typeof DEPLOYMENTS, 'post'>>>;
 
 export const api = {
-  me: () => request<Me>('GET', '/api/v1/me'),
-  projects: () => all<Project>('/api/v1/projects'),
-  project: (p: string) => request<Project>('GET', `/api/v1/projects/${e(p)}`),
-  createProject: (name: string) => request<Project>('POST', '/api/v1/projects', { name }),
-  functions: (p: string) => all<Fn>(`/api/v1/projects/${e(p)}/functions`),
-  fn: (p: string, f: string) => request<Fn>('GET', fnPath(p, f)),
-  updateFn: (p: string, f: string, s: Settings) => request<Fn>('PATCH', fnPath(p, f), s),
-  deleteFn: (p: string, f: string) => request<void>('DELETE', fnPath(p, f)),
-  deployments: (p: string, f: string) => all<Deployment>(`${fnPath(p, f)}/deployments`),
-  deployment: (p: string, f: string, v: number) =>
-    request<Deployment>('GET', `${fnPath(p, f)}/deployments/${v}`),
+  me: () => call('get', '/api/v1/me', {}),
+  projects: () => all((cursor) => call('get', '/api/v1/projects', {}, { query: { cursor } })),
+  project: (p: string) => call('get', PROJECT, { project: p }),
+  createProject: (name: string) => call('post', '/api/v1/projects', {}, { body: { name } }),
+  functions: (p: string) =>
+    all((cursor) => call('get', '/api/v1/projects/{project}/functions', { project: p }, { query: { cursor } })),
+  fn: (p: string, f: string) => call('get', FUNCTION, { project: p, function: f }),
+  updateFn: (p: string, f: string, s: Settings) => call('patch', FUNCTION, { project: p, function: f }, { body: s }),
+  deleteFn: (p: string, f: string) => call('delete', FUNCTION, { project: p, function: f }),
+  deployments: (p: string, f: string) =>
+    all((cursor) => call('get', DEPLOYMENTS, { project: p, function: f }, { query: { cursor } })),
+  deployment: (p: string, f: string, v: number) => call('get', VERSION, { project: p, function: f, version: v }),
   files: (p: string, f: string, v: number) =>
-    request<ArrayBuffer>('GET', `${fnPath(p, f)}/deployments/${v}/files`),
-  deploy: (p: string, f: string, archive: Uint8Array, query: Record<string, string | number | undefined>) => {
-    const q = new URLSearchParams();
-    for (const [k, v] of Object.entries(query)) if (v !== undefined && v !== '') q.set(k, String(v));
-    return request<Deployed>('POST', `${fnPath(p, f)}/deployments?${q}`, archive, {
-      headers: { 'content-type': 'application/gzip' },
-    });
-  },
+    call('get', `${VERSION}/files`, { project: p, function: f, version: v }),
+  deploy: (p: string, f: string, archive: Uint8Array, query: DeployQuery) =>
+    call('post', DEPLOYMENTS, { project: p, function: f }, { query, bytes: { type: 'application/gzip', data: archive } }),
   activate: (p: string, f: string, v: number) =>
-    request<unknown>('POST', `${fnPath(p, f)}/deployments/${v}/activate`),
+    call('post', `${VERSION}/activate`, { project: p, function: f, version: v }),
   invocations: (p: string, f: string, limit = 50) =>
-    request<Page<Invocation>>('GET', `${fnPath(p, f)}/invocations?limit=${limit}`).then((r) => r.items),
-  http: (p: string, f: string, call: HttpCall) => request<HttpAnswer>('POST', `${fnPath(p, f)}/http`, call),
-  invocation: (id: string) => request<Invocation>('GET', `/api/v1/invocations/${e(id)}`),
-  replay: (id: string) => request<Invocation>('POST', `/api/v1/invocations/${e(id)}/replay`),
+    call('get', `${FUNCTION}/invocations`, { project: p, function: f }, { query: { limit } }).then((r) => r.items),
+  http: (p: string, f: string, request: HttpCall) =>
+    call('post', `${FUNCTION}/http`, { project: p, function: f }, { body: request }),
+  invocation: (id: string) => call('get', '/api/v1/invocations/{id}', { id }),
+  replay: (id: string) => call('post', '/api/v1/invocations/{id}/replay', { id }),
   metrics: (p: string, f: string, window: string) =>
-    request<Metrics>('GET', `${fnPath(p, f)}/metrics?window=${e(window)}`),
-  env: (p: string) => all<EnvVar>(`/api/v1/projects/${e(p)}/env`),
+    call('get', `${FUNCTION}/metrics`, { project: p, function: f }, { query: { window } }),
+  // Variables and routes come in one page (the document gives these lists no cursor).
+  env: (p: string) => call('get', `${PROJECT}/env`, { project: p }).then((r) => r.items),
   putEnv: (p: string, key: string, value: string, secret: boolean) =>
-    request<EnvVar>('PUT', `/api/v1/projects/${e(p)}/env/${e(key)}`, { value, secret }),
-  deleteEnv: (p: string, key: string) => request<void>('DELETE', `/api/v1/projects/${e(p)}/env/${e(key)}`),
-  routes: (p: string) => all<Route>(`/api/v1/projects/${e(p)}/routes`),
+    call('put', `${PROJECT}/env/{key}`, { project: p, key }, { body: { value, secret } }),
+  deleteEnv: (p: string, key: string) => call('delete', `${PROJECT}/env/{key}`, { project: p, key }),
+  routes: (p: string) => call('get', `${PROJECT}/routes`, { project: p }).then((r) => r.items),
   addRoute: (p: string, method: string, path: string, fn: string) =>
-    request<Route>('POST', `/api/v1/projects/${e(p)}/routes`, { method, path, function: fn }),
-  deleteRoute: (p: string, id: string) => request<void>('DELETE', `/api/v1/projects/${e(p)}/routes/${e(id)}`),
-  templates: () => request<Template[]>('GET', '/api/v1/templates'),
+    call('post', `${PROJECT}/routes`, { project: p }, { body: { method, path, function: fn } }),
+  deleteRoute: (p: string, id: string) => call('delete', `${PROJECT}/routes/{id}`, { project: p, id }),
+  templates: () => call('get', '/api/v1/templates', {}),
 };
 
 /** Every function of every project the user sees. */
@@ -315,7 +272,8 @@ export async function followLogs(
     try {
       const headers = authHeaders({ accept: 'text/event-stream' });
       if (last) headers.set('last-event-id', last);
-      const response = await fetch(`${fnPath(p, f)}/logs?follow=true&since=1h`, { headers, signal });
+      const url = address('get', `${FUNCTION}/logs`, { project: p, function: f }, { follow: true, since: '1h' });
+      const response = await fetch(url, { headers, signal });
       if (!response.ok || !response.body) throw await failure(response);
       onState(true);
       const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();

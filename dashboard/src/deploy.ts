@@ -18,6 +18,12 @@ export interface Code {
   settings?: Settings;
 }
 
+/** The settings that are set: a query string has no `null`, and a setting
+ * left out keeps its value, as a `null` one would. */
+function present(settings: Settings): { [K in keyof Settings]?: NonNullable<Settings[K]> } {
+  return Object.fromEntries(Object.entries(settings).filter(([, v]) => v != null));
+}
+
 export async function deploy(
   project: string,
   fn: string,
@@ -34,7 +40,7 @@ export async function deploy(
       runtime: code.runtime,
       entrypoint: code.entrypoint,
       handler: code.handler && code.handler !== 'handler' ? code.handler : undefined,
-      ...code.settings,
+      ...present(code.settings ?? {}),
     });
   } catch (e) {
     if (e instanceof ApiError) return finish({ phase: 'failed', message: e.message, code: e.code, location: e.location });

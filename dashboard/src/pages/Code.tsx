@@ -56,7 +56,7 @@ export function CodeTab({ f, onChanged }: { f: Fn; onChanged: () => void }) {
   }
 
   useEffect(() => {
-    if (loadedVersion.current === undefined) load(f.active_version);
+    if (loadedVersion.current === undefined) load(f.active_version ?? null);
   }, [f.active_version]);
 
   const dirty = useMemo(
@@ -86,7 +86,7 @@ export function CodeTab({ f, onChanged }: { f: Fn; onChanged: () => void }) {
     } else if (result.phase === 'failed' && result.location) {
       const file = result.location.file;
       if (file in texts) setOpen(file);
-      setProblem({ file, problem: { line: result.location.line, column: result.location.column, message: result.message } });
+      setProblem({ file, problem: { line: result.location.line, column: result.location.column ?? undefined, message: result.message } });
     }
   }
 

@@ -58,8 +58,8 @@ export function MetricsTab({ f }: { f: Fn }) {
               ]} />
             <Chart title="Duration" kind="lines" unit="ms" times={times}
               series={[
-                { name: 'p50', color: 'var(--accent)', values: m.series.map((p) => p.duration_ms.p50) },
-                { name: 'p95', color: 'var(--warn)', values: m.series.map((p) => p.duration_ms.p95) },
+                { name: 'p50', color: 'var(--accent)', values: m.series.map((p) => p.duration_ms.p50 ?? null) },
+                { name: 'p95', color: 'var(--warn)', values: m.series.map((p) => p.duration_ms.p95 ?? null) },
               ]} />
             <Chart title="Cold starts per minute" kind="bars" times={times}
               series={[{ name: 'cold starts', color: 'var(--idle)', values: m.series.map((p) => p.cold_starts) }]} />

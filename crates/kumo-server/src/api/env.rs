@@ -33,7 +33,7 @@ fn to_api(row: EnvVarRow) -> EnvVar {
 }
 
 /// Lists a project's variables (secrets masked).
-#[utoipa::path(get, path = "/api/v1/projects/{project}/env", tag = "env", security(("token" = [])),
+#[utoipa::path(get, path = "/api/v1/projects/{project}/env", operation_id = "list_env_vars", tag = "env", security(("token" = [])),
     params(("project" = kumo_types::Name, Path)),
     responses((status = 200, body = Page<EnvVar>), (status = 404, body = ErrorBody)))]
 pub(crate) async fn list(
@@ -50,7 +50,7 @@ pub(crate) async fn list(
 }
 
 /// One variable (a secret reads back as `***`).
-#[utoipa::path(get, path = "/api/v1/projects/{project}/env/{key}", tag = "env", security(("token" = [])),
+#[utoipa::path(get, path = "/api/v1/projects/{project}/env/{key}", operation_id = "get_env_var", tag = "env", security(("token" = [])),
     params(("project" = kumo_types::Name, Path), ("key" = kumo_types::EnvKey, Path)),
     responses((status = 200, body = EnvVar), (status = 404, body = ErrorBody)))]
 pub(crate) async fn get(
@@ -72,7 +72,7 @@ pub(crate) async fn get(
 }
 
 /// Sets a variable (`{"value", "secret"}`); new calls see it.
-#[utoipa::path(put, path = "/api/v1/projects/{project}/env/{key}", tag = "env", security(("token" = [])),
+#[utoipa::path(put, path = "/api/v1/projects/{project}/env/{key}", operation_id = "put_env_var", tag = "env", security(("token" = [])),
     params(("project" = kumo_types::Name, Path), ("key" = kumo_types::EnvKey, Path)), request_body = PutEnvVar,
     responses((status = 200, body = EnvVar, description = "changed"), (status = 201, body = EnvVar, description = "created"),
         (status = 400, body = ErrorBody, description = "not a JSON body of this shape, an invalid name, or a value with NUL"),
@@ -95,7 +95,7 @@ pub(crate) async fn put(
 }
 
 /// Removes a variable; new calls no longer see it.
-#[utoipa::path(delete, path = "/api/v1/projects/{project}/env/{key}", tag = "env", security(("token" = [])),
+#[utoipa::path(delete, path = "/api/v1/projects/{project}/env/{key}", operation_id = "remove_env_var", tag = "env", security(("token" = [])),
     params(("project" = kumo_types::Name, Path), ("key" = kumo_types::EnvKey, Path)),
     responses((status = 204, description = "removed"), (status = 404, body = ErrorBody)))]
 pub(crate) async fn remove(

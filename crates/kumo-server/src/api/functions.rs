@@ -89,7 +89,7 @@ fn deployment_to_api(row: DeploymentRow, active: Option<i64>) -> Deployment {
 }
 
 /// Lists a project's functions.
-#[utoipa::path(get, path = "/api/v1/projects/{project}/functions", tag = "functions", security(("token" = [])),
+#[utoipa::path(get, path = "/api/v1/projects/{project}/functions", operation_id = "list_functions", tag = "functions", security(("token" = [])),
     params(("project" = kumo_types::Name, Path), PageQuery),
     responses((status = 200, body = Page<Function>), (status = 400, body = ErrorBody, description = "an unknown query parameter, or a value out of range"), (status = 404, body = ErrorBody)))]
 pub(crate) async fn list(
@@ -116,7 +116,7 @@ pub(crate) async fn list(
 }
 
 /// Creates a function without code (deploying creates it too).
-#[utoipa::path(post, path = "/api/v1/projects/{project}/functions", tag = "functions", security(("token" = [])),
+#[utoipa::path(post, path = "/api/v1/projects/{project}/functions", operation_id = "create_function", tag = "functions", security(("token" = [])),
     params(("project" = kumo_types::Name, Path)), request_body = CreateFunction,
     responses((status = 201, body = Function),
         (status = 400, body = ErrorBody, description = "not a JSON body of this shape, an invalid name, an unknown runtime, or a setting out of range"),
@@ -145,7 +145,7 @@ pub(crate) async fn create(
 }
 
 /// One function, with its active version and URL.
-#[utoipa::path(get, path = "/api/v1/projects/{project}/functions/{function}", tag = "functions", security(("token" = [])),
+#[utoipa::path(get, path = "/api/v1/projects/{project}/functions/{function}", operation_id = "get_function", tag = "functions", security(("token" = [])),
     params(("project" = kumo_types::Name, Path), ("function" = kumo_types::Name, Path)),
     responses((status = 200, body = Function), (status = 404, body = ErrorBody)))]
 pub(crate) async fn get(
@@ -159,7 +159,7 @@ pub(crate) async fn get(
 }
 
 /// Changes a function's settings; new calls get instances with them.
-#[utoipa::path(patch, path = "/api/v1/projects/{project}/functions/{function}", tag = "functions", security(("token" = [])),
+#[utoipa::path(patch, path = "/api/v1/projects/{project}/functions/{function}", operation_id = "update_function", tag = "functions", security(("token" = [])),
     params(("project" = kumo_types::Name, Path), ("function" = kumo_types::Name, Path)), request_body = FunctionSettings,
     responses((status = 200, body = Function),
         (status = 400, body = ErrorBody, description = "not a JSON body of this shape, or a setting out of range"),
@@ -176,7 +176,7 @@ pub(crate) async fn update(
 }
 
 /// Deletes a function with its versions and runs.
-#[utoipa::path(delete, path = "/api/v1/projects/{project}/functions/{function}", tag = "functions", security(("token" = [])),
+#[utoipa::path(delete, path = "/api/v1/projects/{project}/functions/{function}", operation_id = "remove_function", tag = "functions", security(("token" = [])),
     params(("project" = kumo_types::Name, Path), ("function" = kumo_types::Name, Path)),
     responses((status = 204, description = "deleted"), (status = 404, body = ErrorBody)))]
 pub(crate) async fn remove(

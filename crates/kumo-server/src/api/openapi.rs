@@ -12,6 +12,12 @@
 //! - the settings' ranges are those of this server's caps;
 //! - a query string has no `null`;
 //! - a `.tar.gz` upload or download is bytes (`contentMediaType`).
+//!
+//! `docs/openapi.json` is this document for a server with the default
+//! limits, checked in as the API's public contract; the dashboard's
+//! TypeScript types are generated from it. A test fails when the two
+//! differ; `KUMO_UPDATE_OPENAPI=1 cargo test -p kumo-server --lib openapi`
+//! rewrites the file.
 
 use axum::Router;
 use axum::extract::State as AxState;
@@ -318,6 +324,68 @@ async fn serve(AxState(state): AxState<State>) -> axum::Json<Value> {
 mod tests {
     use super::*;
 
+    /// The checked-in copy of the document: the API's public contract,
+    /// from which the dashboard's TypeScript types are generated.
+    const CHECKED_IN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi.json");
+
+    /// How to bring the checked-in copy up to date.
+    const REFRESH: &str = "KUMO_UPDATE_OPENAPI=1 cargo test -p kumo-server --lib openapi";
+
+    /// `value` with every object's keys in order, whatever map serde_json
+    /// was built with.
+    fn sorted(value: &Value) -> Value {
+        match value {
+            Value::Object(map) => {
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort();
+                Value::Object(
+                    keys.into_iter()
+                        .map(|k| (k.clone(), sorted(&map[k])))
+                        .collect(),
+                )
+            }
+            Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
+            other => other.clone(),
+        }
+    }
+
+    /// `docs/openapi.json` is this server's document with the default
+    /// limits, byte for byte (pretty-printed, keys sorted, a trailing
+    /// newline). With `KUMO_UPDATE_OPENAPI=1` the test writes it instead.
+    #[test]
+    fn checked_in_document_is_the_servers() {
+        let doc = sorted(&document(&Limits::default()));
+        let want = serde_json::to_string_pretty(&doc).expect("a JSON value encodes") + "\n";
+        if std::env::var_os("KUMO_UPDATE_OPENAPI").is_some_and(|v| v == "1") {
+            std::fs::write(CHECKED_IN, &want).expect("docs/openapi.json is writable");
+            return;
+        }
+        let have = std::fs::read_to_string(CHECKED_IN).unwrap_or_else(|e| {
+            panic!("cannot read docs/openapi.json ({e}); write it with `{REFRESH}`")
+        });
+        if have == want {
+            return;
+        }
+        let had: Vec<&str> = have.split('\n').collect();
+        let wanted: Vec<&str> = want.split('\n').collect();
+        let line = (0..had.len().max(wanted.len()))
+            .find(|&i| had.get(i) != wanted.get(i))
+            .unwrap_or(0);
+        let at = |lines: &[&str]| {
+            lines
+                .get(line)
+                .map_or("nothing (the end)".to_string(), |l| format!("{l:?}"))
+        };
+        panic!(
+            "docs/openapi.json is not the server's OpenAPI document (first difference at line {}: \
+             the file has {}, the server {}); refresh it with `{REFRESH}`, \
+             then run scripts/dashboard to check the dashboard against it, and commit both",
+            line + 1,
+            at(&had),
+            at(&wanted),
+        );
+    }
+
     /// An `allOf` with a closed part can only be satisfied by objects that
     /// have no other part's properties: no composed body may have one.
     #[test]
@@ -349,6 +417,26 @@ mod tests {
                     schema["properties"].get(setting).is_some(),
                     "{name} lacks {setting}: {schema}"
                 );
+            }
+        }
+    }
+
+    /// OpenAPI wants every `operationId` unique, and generated clients
+    /// name things by it (two `list` operations do not compile as
+    /// TypeScript). utoipa takes the handler's name, so handlers with
+    /// common names (`list`, `get`) set `operation_id`.
+    #[test]
+    fn operation_ids_are_unique() {
+        let mut doc = document(&Limits::default());
+        let mut seen = std::collections::BTreeMap::new();
+        for (path, method, operation) in operations_mut(&mut doc) {
+            let id = operation["operationId"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{method} {path} has no operationId"))
+                .to_string();
+            let here = format!("{} {path}", method.to_uppercase());
+            if let Some(first) = seen.insert(id.clone(), here.clone()) {
+                panic!("{first} and {here} are both `{id}`: give one an `operation_id`");
             }
         }
     }

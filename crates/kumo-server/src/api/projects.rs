@@ -36,7 +36,7 @@ fn check_description(description: &str) -> ApiResult<()> {
 }
 
 /// Lists the caller's projects.
-#[utoipa::path(get, path = "/api/v1/projects", tag = "projects", security(("token" = [])), params(PageQuery),
+#[utoipa::path(get, path = "/api/v1/projects", operation_id = "list_projects", tag = "projects", security(("token" = [])), params(PageQuery),
     responses((status = 200, body = Page<Project>),
         (status = 400, body = ErrorBody, description = "an unknown query parameter, or a limit out of range")))]
 pub(crate) async fn list(
@@ -59,7 +59,7 @@ pub(crate) async fn list(
 }
 
 /// Creates a project.
-#[utoipa::path(post, path = "/api/v1/projects", tag = "projects", security(("token" = [])), request_body = CreateProject,
+#[utoipa::path(post, path = "/api/v1/projects", operation_id = "create_project", tag = "projects", security(("token" = [])), request_body = CreateProject,
     responses((status = 201, body = Project),
         (status = 400, body = ErrorBody, description = "not a JSON body of this shape, an invalid name, or a description too long"),
         (status = 409, body = ErrorBody, description = "the name is taken"),
@@ -80,7 +80,7 @@ pub(crate) async fn create(
 }
 
 /// One project.
-#[utoipa::path(get, path = "/api/v1/projects/{project}", tag = "projects", security(("token" = [])),
+#[utoipa::path(get, path = "/api/v1/projects/{project}", operation_id = "get_project", tag = "projects", security(("token" = [])),
     params(("project" = kumo_types::Name, Path)),
     responses((status = 200, body = Project), (status = 404, body = ErrorBody)))]
 pub(crate) async fn get(
@@ -94,7 +94,7 @@ pub(crate) async fn get(
 }
 
 /// Changes a project's description or CORS settings.
-#[utoipa::path(patch, path = "/api/v1/projects/{project}", tag = "projects", security(("token" = [])),
+#[utoipa::path(patch, path = "/api/v1/projects/{project}", operation_id = "update_project", tag = "projects", security(("token" = [])),
     params(("project" = kumo_types::Name, Path)), request_body = UpdateProject,
     responses((status = 200, body = Project),
         (status = 400, body = ErrorBody, description = "not a JSON body of this shape, a description too long, or invalid CORS settings"),
@@ -136,7 +136,7 @@ pub(crate) async fn update(
 }
 
 /// Deletes a project with all its functions, versions and runs.
-#[utoipa::path(delete, path = "/api/v1/projects/{project}", tag = "projects", security(("token" = [])),
+#[utoipa::path(delete, path = "/api/v1/projects/{project}", operation_id = "remove_project", tag = "projects", security(("token" = [])),
     params(("project" = kumo_types::Name, Path)),
     responses((status = 204, description = "deleted"), (status = 404, body = ErrorBody)))]
 pub(crate) async fn remove(

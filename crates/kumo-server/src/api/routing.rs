@@ -46,7 +46,7 @@ fn parse_method(method: &str) -> ApiResult<(String, Option<Method>)> {
 }
 
 /// Lists a project's routes.
-#[utoipa::path(get, path = "/api/v1/projects/{project}/routes", tag = "routes", security(("token" = [])),
+#[utoipa::path(get, path = "/api/v1/projects/{project}/routes", operation_id = "list_routes", tag = "routes", security(("token" = [])),
     params(("project" = kumo_types::Name, Path)),
     responses((status = 200, body = Page<Route>), (status = 404, body = ErrorBody)))]
 pub(crate) async fn list(
@@ -68,7 +68,7 @@ pub(crate) async fn list(
 /// Adds a route. A pattern that clashes with an existing route is a 409
 /// naming that route; an invalid pattern or method, or a function the
 /// project does not have, is a 400.
-#[utoipa::path(post, path = "/api/v1/projects/{project}/routes", tag = "routes", security(("token" = [])),
+#[utoipa::path(post, path = "/api/v1/projects/{project}/routes", operation_id = "create_route", tag = "routes", security(("token" = [])),
     params(("project" = kumo_types::Name, Path)), request_body = CreateRoute,
     responses((status = 201, body = Route),
         (status = 400, body = ErrorBody, description = "not a JSON body of this shape, an invalid method or pattern, or no such function"),
@@ -144,7 +144,7 @@ pub(crate) async fn create(
 }
 
 /// Removes a route.
-#[utoipa::path(delete, path = "/api/v1/projects/{project}/routes/{id}", tag = "routes", security(("token" = [])),
+#[utoipa::path(delete, path = "/api/v1/projects/{project}/routes/{id}", operation_id = "remove_route", tag = "routes", security(("token" = [])),
     params(("project" = kumo_types::Name, Path), ("id" = String, Path)),
     responses((status = 204, description = "removed"), (status = 404, body = ErrorBody)))]
 pub(crate) async fn remove(

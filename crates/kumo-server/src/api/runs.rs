@@ -174,7 +174,7 @@ pub(crate) async fn http(
 }
 
 /// A function's runs, newest first.
-#[utoipa::path(get, path = "/api/v1/projects/{project}/functions/{function}/invocations", tag = "runs",
+#[utoipa::path(get, path = "/api/v1/projects/{project}/functions/{function}/invocations", operation_id = "list_invocations", tag = "runs",
     security(("token" = [])), params(("project" = kumo_types::Name, Path), ("function" = kumo_types::Name, Path), RunsQuery),
     responses((status = 200, body = Page<Invocation>),
         (status = 400, body = ErrorBody, description = "an unknown query parameter, or a value out of range"),
@@ -234,7 +234,7 @@ async fn find_run(state: &State, user: &Authed, id: &str) -> ApiResult<Invocatio
 }
 
 /// One run, with input, output, error and logs.
-#[utoipa::path(get, path = "/api/v1/invocations/{id}", tag = "runs", security(("token" = [])),
+#[utoipa::path(get, path = "/api/v1/invocations/{id}", operation_id = "get_invocation", tag = "runs", security(("token" = [])),
     params(("id" = String, Path)), responses((status = 200, body = Invocation), (status = 404, body = ErrorBody)))]
 pub(crate) async fn get(
     AxState(state): AxState<State>,
