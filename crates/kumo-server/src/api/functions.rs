@@ -5,8 +5,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use kumo_store::{DeploymentRow, FunctionRow};
 use kumo_types::{
     CreateFunction, DeployQuery, DeployRequest, DeployResponse, DeployStatus, Deployment,
-    ErrorBody, ErrorCode, Function, FunctionSettings, MetricsQuery, Page,
-    validate_name,
+    ErrorBody, ErrorCode, Function, FunctionSettings, MetricsQuery, Page, validate_name,
 };
 
 use super::{Body, Json, PageQuery, Query, page_limit, parse_json};
@@ -51,9 +50,7 @@ pub(crate) async fn describe(
     let function = row.name.clone();
     let activity = kumo_types::Activity {
         last_call_at: last.as_ref().map(|r| r.created_at),
-        last_status: last
-            .as_ref()
-            .map(|r| r.status),
+        last_status: last.as_ref().map(|r| r.status),
         calls_last_hour: hour.as_ref().map_or(0, |t| t.calls),
         errors_last_hour: hour.as_ref().map_or(0, |t| t.errors),
     };

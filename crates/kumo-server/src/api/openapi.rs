@@ -83,8 +83,10 @@ pub(crate) fn document(limits: &Limits) -> Value {
         Value::Null
     });
     for name in WITH_SETTINGS {
-        flatten_settings(&mut doc, name);
+        flatten_settings(&mut doc, name, "FunctionSettings", true);
     }
+    // A function's answer carries its settings as its own fields.
+    flatten_settings(&mut doc, "Function", "Settings", false);
     setting_ranges(&mut doc, limits);
     for (_, _, operation) in operations_mut(&mut doc) {
         unauthorized(operation);
@@ -114,20 +116,23 @@ fn operations_mut(doc: &mut Value) -> Vec<(String, String, &mut Value)> {
     out
 }
 
-/// `allOf: [FunctionSettings, {own properties}]` → one closed object.
-fn flatten_settings(doc: &mut Value, name: &str) {
+/// `allOf: [settings, {own properties}]` → one object (closed, for a
+/// request body that refuses unknown fields).
+fn flatten_settings(doc: &mut Value, name: &str, settings: &str, closed: bool) {
     let schemas = &mut doc["components"]["schemas"];
-    let settings = schemas["FunctionSettings"]["properties"].clone();
+    let reference = format!("#/components/schemas/{settings}");
+    let settings = schemas[settings].clone();
     let Some(Value::Array(parts)) = schemas[name].get("allOf").cloned() else {
         return;
     };
     let description = schemas[name]["description"].clone();
-    let mut merged = json!({"type": "object", "properties": {}, "additionalProperties": false});
+    let mut merged = json!({"type": "object", "properties": {}});
+    if closed {
+        merged["additionalProperties"] = Value::Bool(false);
+    }
     for part in parts {
         let part = match part.get("$ref").and_then(Value::as_str) {
-            Some("#/components/schemas/FunctionSettings") => {
-                json!({"properties": settings.clone()})
-            }
+            Some(r) if r == reference => settings.clone(),
             _ => part,
         };
         if let (Some(into), Some(from)) = (
