@@ -55,10 +55,10 @@ pub(crate) async fn create(
     kumo_types::validate_name("function", name)
         .map_err(|m| ApiError::new(ErrorCode::InvalidName, m))?;
     let runtime = runtime.map(parse_runtime).transpose()?;
-    let settings = merge_settings(None, runtime, given, &state.config().limits)?;
+    let config = merge_settings(None, runtime, given, &state.config().limits)?;
     Ok(state
         .store()
-        .create_function(&project.id, name, &settings)
+        .create_function(&project.id, name, &config)
         .await?)
 }
 
@@ -70,8 +70,8 @@ pub(crate) async fn update_settings(
     row: &FunctionRow,
     given: &FunctionSettings,
 ) -> ApiResult<FunctionRow> {
-    let settings = merge_settings(Some(row), None, given, &state.config().limits)?;
-    state.store().update_function(&row.id, &settings).await?;
+    let config = merge_settings(Some(row), None, given, &state.config().limits)?;
+    state.store().update_function(&row.id, &config).await?;
     state.registry().invalidate(&project.name, &row.name);
     state
         .store()
@@ -136,7 +136,7 @@ pub(crate) async fn deploy(
     check_entrypoint_file(runtime, &entrypoint, &mut files)?;
     let handler = handler.unwrap_or_else(|| "handler".into());
     validate_handler(&handler).map_err(invalid)?;
-    let settings = merge_settings(existing.as_ref(), Some(runtime), &settings, &limits)?;
+    let config = merge_settings(existing.as_ref(), Some(runtime), &settings, &limits)?;
     let deps = dependencies(state, runtime, &files)?;
     // Files are stored by hash and laid out read-only (keyed by content,
     // so an identical deployment shares the tree), then checked in a
@@ -150,7 +150,7 @@ pub(crate) async fn deploy(
         && let Some(current) = state.store().deployment(&f.id, active).await?
         && current.content_hash == content_hash
     {
-        state.store().update_function(&f.id, &settings).await?;
+        state.store().update_function(&f.id, &config).await?;
         state.registry().invalidate(project, function);
         return Ok(Deployment {
             version: active,
@@ -185,7 +185,7 @@ pub(crate) async fn deploy(
                 layer: layer_dir.as_deref(),
                 entrypoint: &entrypoint,
                 handler: &handler,
-                settings: &settings.settings,
+                settings: &config.settings,
                 content_hash: &content_hash,
                 env: &env,
             },
@@ -214,7 +214,7 @@ pub(crate) async fn deploy(
         Some(f) => f,
         None => match state
             .store()
-            .create_function(&project_row.id, function, &settings)
+            .create_function(&project_row.id, function, &config)
             .await
         {
             Ok(f) => f,
@@ -241,7 +241,7 @@ pub(crate) async fn deploy(
     };
     let deployment = state
         .store()
-        .create_deployment(&function_row.id, &new, Some(&settings))
+        .create_deployment(&function_row.id, &new, Some(&config))
         .await?;
     let version = deployment.version;
     if state.config().isolation == kumo_sandbox::Isolation::Process {
@@ -345,7 +345,8 @@ fn parse_runtime(name: &str) -> ApiResult<Runtime> {
     })
 }
 
-/// Applies `given` over `current` (or the defaults) within the caps.
+/// The runtime and settings a function gets: `given` laid over
+/// `current` (or the defaults), within the caps.
 fn merge_settings(
     current: Option<&FunctionRow>,
     runtime: Option<Runtime>,
